@@ -1,0 +1,228 @@
+package cuda
+
+import (
+	_ "embed"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+//go:embed keepalive.ptx
+var keepalivePTX string
+
+// KernelName is the entry point of the embedded keep-alive kernel.
+const KernelName = "keepalive"
+
+// ctxSchedBlockingSync makes synchronisation sleep on an interrupt instead of
+// spinning a CPU core while the keep-alive kernel runs.
+const ctxSchedBlockingSync = 0x04
+
+// JIT options (CUjit_option) for the error log of cuModuleLoadDataEx.
+const (
+	jitErrorLogBuffer     = 5
+	jitErrorLogBufferSize = 6
+)
+
+// chunk is the largest single allocation; big holds are made of several so
+// that a fragmented card still fits them and memset stays short.
+const chunk = 1 << 30
+
+// Context is one CUDA context on one GPU. Every driver call on it runs on a
+// goroutine locked to the OS thread that created the context, because a
+// context is current per thread. Methods may be called from any goroutine,
+// one at a time or concurrently (they are serialised). Close destroys the
+// context, which hands every byte it allocated back to the driver.
+type Context struct {
+	d      *Driver
+	Info   DeviceInfo
+	calls  chan func()
+	done   chan struct{}
+	handle uintptr
+	module uintptr
+	kernel uintptr
+	ptrs   []uint64
+	bytes  uint64
+	arg    uint64 // the kernel's parameter, kept alive for the launch
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewContext creates a context on the GPU at CUDA ordinal and loads the
+// keep-alive kernel into it. On error nothing is left behind.
+func (d *Driver) NewContext(ordinal int) (*Context, error) {
+	info, err := d.Device(ordinal)
+	if err != nil {
+		return nil, err
+	}
+	c := &Context{d: d, Info: info, calls: make(chan func()), done: make(chan struct{})}
+	created := make(chan error, 1)
+	go c.loop(created)
+	if err := <-created; err != nil {
+		return nil, err
+	}
+	if err := c.do(c.loadKernel); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// loop owns the OS thread of the context until Close.
+func (c *Context) loop(created chan<- error) {
+	runtime.LockOSThread()
+	// The thread is never unlocked: when loop returns the runtime retires it,
+	// so no other goroutine inherits a thread with a stale current context.
+	var dev int32
+	if err := c.d.cuDeviceGet(&dev, int32(c.Info.Ordinal)).err(); err != nil {
+		created <- c.errorf("cuDeviceGet", err)
+		return
+	}
+	if err := c.d.cuCtxCreate(&c.handle, ctxSchedBlockingSync, dev).err(); err != nil {
+		created <- c.errorf("cuCtxCreate", err)
+		return
+	}
+	created <- nil
+	for f := range c.calls {
+		f()
+	}
+	close(c.done)
+}
+
+// do runs f on the context's thread and returns its error.
+func (c *Context) do(f func() error) error {
+	errc := make(chan error, 1)
+	c.calls <- func() { errc <- f() }
+	return <-errc
+}
+
+func (c *Context) errorf(op string, err error) error {
+	return fmt.Errorf("gpu %d (%s): %s: %w", c.Info.Ordinal, c.Info.UUID, op, err)
+}
+
+func (c *Context) loadKernel() error {
+	image := append([]byte(keepalivePTX), 0)
+	log := make([]byte, 4096)
+	opts := []int32{jitErrorLogBuffer, jitErrorLogBufferSize}
+	vals := []uintptr{uintptr(unsafe.Pointer(&log[0])), uintptr(len(log))}
+	if err := c.d.cuModuleLoadDataEx(&c.module, &image[0], uint32(len(opts)), &opts[0], &vals[0]).err(); err != nil {
+		if msg := cString(log); msg != "" {
+			return c.errorf("cuModuleLoadDataEx (keep-alive kernel)", fmt.Errorf("%w: JIT log: %s", err, msg))
+		}
+		return c.errorf("cuModuleLoadDataEx (keep-alive kernel)", err)
+	}
+	runtime.KeepAlive(log)
+	name := append([]byte(KernelName), 0)
+	if err := c.d.cuModuleGetFunction(&c.kernel, c.module, &name[0]).err(); err != nil {
+		return c.errorf("cuModuleGetFunction "+KernelName, err)
+	}
+	return nil
+}
+
+// MemInfo returns the free and total device memory as the driver reports
+// them to this context.
+func (c *Context) MemInfo() (free, total uint64, err error) {
+	err = c.do(func() error {
+		if err := c.d.cuMemGetInfo(&free, &total).err(); err != nil {
+			return c.errorf("cuMemGetInfo", err)
+		}
+		return nil
+	})
+	return free, total, err
+}
+
+// Alloc allocates bytes more of device memory and writes zeros over it so
+// the pages are really backed. An allocation that does not fit fails with an
+// error naming the GPU, the request and the free memory, wrapping
+// ErrorOutOfMemory; what was allocated before stays held until Close.
+func (c *Context) Alloc(bytes uint64) error {
+	return c.do(func() error {
+		for left := bytes; left > 0; {
+			n := min(left, uint64(chunk))
+			var p uint64
+			if err := c.d.cuMemAlloc(&p, n).err(); err != nil {
+				var free, total uint64
+				c.d.cuMemGetInfo(&free, &total)
+				return fmt.Errorf("gpu %d (%s): cuMemAlloc %s (%s asked, %s free of %s): %w",
+					c.Info.Ordinal, c.Info.UUID, FormatBytes(n), FormatBytes(bytes), FormatBytes(free), FormatBytes(total), err)
+			}
+			c.ptrs = append(c.ptrs, p)
+			c.bytes += n
+			left -= n
+			if err := c.d.cuMemsetD8(p, 0, n).err(); err != nil {
+				return c.errorf("cuMemsetD8", err)
+			}
+		}
+		if err := c.d.cuCtxSynchronize().err(); err != nil {
+			return c.errorf("cuCtxSynchronize", err)
+		}
+		return nil
+	})
+}
+
+// Bytes returns how much device memory the context holds.
+func (c *Context) Bytes() uint64 {
+	var n uint64
+	c.do(func() error { n = c.bytes; return nil })
+	return n
+}
+
+// Launch starts the keep-alive kernel for d on one block of one thread and
+// returns without waiting for it; Sync waits.
+func (c *Context) Launch(d time.Duration) error {
+	return c.do(func() error {
+		c.arg = uint64(d.Nanoseconds())
+		params := []uintptr{uintptr(unsafe.Pointer(&c.arg))}
+		if err := c.d.cuLaunchKernel(c.kernel, 1, 1, 1, 1, 1, 1, 0, 0, &params[0], nil).err(); err != nil {
+			return c.errorf("cuLaunchKernel "+KernelName, err)
+		}
+		return nil
+	})
+}
+
+// Sync blocks until every kernel launched on the context has finished.
+func (c *Context) Sync() error {
+	return c.do(func() error {
+		if err := c.d.cuCtxSynchronize().err(); err != nil {
+			return c.errorf("cuCtxSynchronize", err)
+		}
+		return nil
+	})
+}
+
+// Close waits for running kernels, frees every allocation, unloads the kernel
+// and destroys the context, so the driver has everything back when it
+// returns. Calling Close again does nothing. The first driver error is
+// returned, but every step is still tried.
+func (c *Context) Close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.destroy() })
+	return c.closeErr
+}
+
+func (c *Context) destroy() error {
+	err := c.do(func() error {
+		var first error
+		keep := func(op string, r Result) {
+			if e := r.err(); e != nil && first == nil {
+				first = c.errorf(op, e)
+			}
+		}
+		keep("cuCtxSynchronize", c.d.cuCtxSynchronize())
+		for _, p := range c.ptrs {
+			keep("cuMemFree", c.d.cuMemFree(p))
+		}
+		c.ptrs, c.bytes = nil, 0
+		if c.module != 0 {
+			keep("cuModuleUnload", c.d.cuModuleUnload(c.module))
+			c.module, c.kernel = 0, 0
+		}
+		keep("cuCtxDestroy", c.d.cuCtxDestroy(c.handle))
+		c.handle = 0
+		return first
+	})
+	close(c.calls)
+	<-c.done
+	return err
+}

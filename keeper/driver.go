@@ -1,0 +1,66 @@
+package keeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keepgpu/keepgpu/cuda"
+)
+
+// ErrNoGPU reports that there is nothing to hold on this node: no driver
+// library, no device, or a driver that failed to initialise.
+var ErrNoGPU = errors.New("no GPU to hold")
+
+// Hold loads the CUDA driver, picks the GPUs sel names, opens NVML for
+// telemetry (holding without it if it is unavailable, and saying so) and
+// starts a Group on them. Errors that mean "nothing to hold here" wrap
+// ErrNoGPU. Releasing the group also shuts NVML down.
+func Hold(ctx context.Context, sel GPUs, opt Options) (*Group, error) {
+	d, err := cuda.Load()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoGPU, err)
+	}
+	devs, err := d.Devices()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoGPU, err)
+	}
+	if len(devs) == 0 {
+		return nil, fmt.Errorf("%w: the driver shows no GPU to this process", ErrNoGPU)
+	}
+	picked, err := sel.Pick(devs)
+	if err != nil {
+		return nil, err
+	}
+	emit := opt.Events
+	if emit == nil {
+		emit = func(Event) {}
+	}
+	nv, err := cuda.OpenNVML()
+	if err != nil {
+		emit(Event{Time: time.Now(), Kind: "warning", GPU: -1, Reason: "telemetry unknown, holding without backoff: " + err.Error()})
+	} else {
+		opt.Telemetry = nv
+		for _, g := range picked {
+			s, err := nv.Sample(g.UUID)
+			if err == nil && s.ModeErr == nil && s.ComputeMode == cuda.ComputeExclusiveProcess {
+				emit(Event{Time: time.Now(), Kind: "warning", GPU: g.Ordinal, UUID: g.UUID,
+					Reason: "exclusive-process compute mode: no other process can create a context while keepgpu holds this GPU"})
+			}
+		}
+	}
+	g, err := Start(ctx, picked, func(info cuda.DeviceInfo) (Device, error) {
+		return d.NewContext(info.Ordinal)
+	}, opt)
+	if err != nil {
+		if nv != nil {
+			nv.Close()
+		}
+		return nil, err
+	}
+	if nv != nil {
+		g.onRelease = func() { nv.Close() }
+	}
+	return g, nil
+}

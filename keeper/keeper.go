@@ -1,0 +1,250 @@
+// Package keeper holds GPUs: one keeper per GPU allocates the requested VRAM
+// and duty-cycles the keep-alive kernel, backing off while someone else uses
+// the GPU; a Group starts, reports on and releases many at once.
+package keeper
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/keepgpu/keepgpu/cuda"
+)
+
+// Device is what a keeper needs from one GPU context; *cuda.Context has it.
+type Device interface {
+	Alloc(bytes uint64) error
+	MemInfo() (free, total uint64, err error)
+	Launch(d time.Duration) error
+	Sync() error
+	Close() error
+}
+
+// Telemetry reads a GPU by UUID; *cuda.NVML has it.
+type Telemetry interface {
+	Sample(uuid string) (cuda.Sample, error)
+}
+
+// Kernel states reported in Status and events.
+const (
+	KernelRunning  = "running"
+	KernelPaused   = "paused"
+	KernelIdle     = "idle" // --util 0: VRAM only
+	KernelFailed   = "failed"
+	KernelReleased = "released"
+)
+
+// Defaults for the keep-alive duty cycle.
+const (
+	// DefaultWindow is the period of the duty cycle: the kernel runs for
+	// util% of each window. NVML samples utilization over 1/6 s to 1 s, so a
+	// window well below that reads as a steady percentage.
+	DefaultWindow = 100 * time.Millisecond
+	// DefaultSlice is the longest single kernel launch. Release waits for the
+	// kernel in flight, so this bounds how long a release can take.
+	DefaultSlice = 5 * time.Millisecond
+)
+
+// Options configure a Group.
+type Options struct {
+	VRAM          VRAM
+	Util          int           // percent of each window the kernel runs, 0..100
+	BusyThreshold int           // utilization not ours above which we back off; -1 never backs off
+	Interval      time.Duration // how often telemetry is read
+	Window        time.Duration // duty-cycle period; DefaultWindow if 0
+	Slice         time.Duration // longest kernel; DefaultSlice if 0
+	AllowPartial  bool          // keep the GPUs that started when others fail
+	Telemetry     Telemetry     // nil: telemetry unknown, hold anyway
+	// Own reports pids whose compute use is not foreign (the holder's own
+	// pid always is). Nil means none.
+	Own func(pid int) bool
+	// Events receives every state change, from several goroutines, one call
+	// at a time. Nil drops them.
+	Events func(Event)
+}
+
+// Event is one change in a group's state.
+type Event struct {
+	Time   time.Time `json:"time"`
+	Kind   string    `json:"event"` // held, paused, resumed, telemetry, kernel-failed, released, error
+	GPU    int       `json:"gpu"`   // CUDA ordinal
+	UUID   string    `json:"uuid,omitempty"`
+	Name   string    `json:"name,omitempty"`
+	Bytes  uint64    `json:"bytes,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// Status is the truth about one held GPU at one moment.
+type Status struct {
+	GPU       int    `json:"gpu"`
+	UUID      string `json:"uuid"`
+	Name      string `json:"name"`
+	Bytes     uint64 `json:"bytes"`  // held by this holder
+	Kernel    string `json:"kernel"` // one of the Kernel* states
+	Reason    string `json:"reason,omitempty"`
+	Telemetry string `json:"telemetry"` // "ok" or "unknown: why"
+	Util      *int   `json:"utilization"`
+}
+
+// keeper holds one GPU.
+type keeper struct {
+	info cuda.DeviceInfo
+	dev  Device
+	opt  *Options
+	emit func(Event)
+
+	mu     sync.Mutex
+	status Status
+
+	// onTime is how long the kernel ran since the last telemetry check.
+	onTime time.Duration
+	since  time.Time
+	lastOwn int
+	failed  bool
+	stopped chan struct{}
+}
+
+func (k *keeper) setStatus(f func(s *Status)) Status {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	f(&k.status)
+	return k.status
+}
+
+func (k *keeper) event(kind, reason string) {
+	k.emit(Event{Time: time.Now(), Kind: kind, GPU: k.info.Ordinal, UUID: k.info.UUID, Name: k.info.Name,
+		Bytes: k.snapshot().Bytes, Reason: reason})
+}
+
+func (k *keeper) snapshot() Status {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.status
+}
+
+// run duty-cycles the kernel and watches telemetry until ctx is done.
+func (k *keeper) run(ctx context.Context) {
+	defer close(k.stopped)
+	on := k.opt.Window * time.Duration(k.opt.Util) / 100
+	nextCheck := time.Now().Add(k.opt.Interval)
+	k.since = time.Now()
+	for ctx.Err() == nil {
+		start := time.Now()
+		if !start.Before(nextCheck) {
+			k.check()
+			nextCheck = start.Add(k.opt.Interval)
+		}
+		if on > 0 && k.snapshot().Kernel == KernelRunning {
+			k.burn(ctx, on)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(start.Add(k.opt.Window))):
+		}
+	}
+}
+
+// burn runs the kernel for on, in slices so a release never waits long.
+func (k *keeper) burn(ctx context.Context, on time.Duration) {
+	for left := on; left > 0 && ctx.Err() == nil; {
+		slice := min(left, k.opt.Slice)
+		err := k.dev.Launch(slice)
+		if err == nil {
+			err = k.dev.Sync()
+		}
+		if err != nil {
+			k.failed = true
+			k.setStatus(func(s *Status) { s.Kernel, s.Reason = KernelFailed, err.Error() })
+			k.event("kernel-failed", err.Error())
+			return
+		}
+		k.onTime += slice // the kernel spins on the GPU's clock for exactly this long
+		left -= slice
+	}
+}
+
+// ownShare returns the percent of time since the last call the kernel ran.
+func (k *keeper) ownShare() int {
+	el := time.Since(k.since)
+	share := 0
+	if el > 0 {
+		share = int((100*k.onTime + el/2) / el)
+	}
+	k.onTime, k.since = 0, time.Now()
+	// Report the larger of this and the last reading: NVML's sample period
+	// may lag ours by up to a second.
+	share, k.lastOwn = max(share, k.lastOwn), share
+	return min(share, 100)
+}
+
+// check reads telemetry and pauses or resumes the kernel.
+func (k *keeper) check() {
+	own := k.ownShare()
+	if k.opt.Telemetry == nil {
+		k.setTelemetry("unknown: NVML unavailable", nil)
+		return
+	}
+	s, err := k.opt.Telemetry.Sample(k.info.UUID)
+	if err != nil {
+		k.setTelemetry("unknown: "+err.Error(), nil)
+		return
+	}
+	var util *int
+	if s.UtilErr == nil {
+		util = &s.Util
+	}
+	switch {
+	case s.UtilErr != nil && s.ProcsErr != nil:
+		k.setTelemetry("unknown: "+s.UtilErr.Error(), nil)
+	case s.UtilErr != nil:
+		k.setTelemetry("partial: utilization unknown: "+s.UtilErr.Error(), nil)
+	case s.ProcsErr != nil:
+		k.setTelemetry("partial: processes unknown: "+s.ProcsErr.Error(), util)
+	default:
+		k.setTelemetry("ok", util)
+	}
+	if k.opt.BusyThreshold < 0 || k.failed {
+		return
+	}
+	busy := ""
+	for _, p := range s.Procs {
+		if p.PID == os.Getpid() || (k.opt.Own != nil && k.opt.Own(p.PID)) {
+			continue
+		}
+		busy = fmt.Sprintf("foreign compute process %d (%s)", p.PID, cuda.FormatBytes(p.Bytes))
+		break
+	}
+	if busy == "" && s.UtilErr == nil {
+		if u, ok := s.ProcUtil[os.Getpid()]; ok && s.ProcUtilErr == nil {
+			own = max(own, u)
+		}
+		if s.Util-own > k.opt.BusyThreshold {
+			busy = fmt.Sprintf("utilization %d%% (%d%% ours) above busy threshold %d%%", s.Util, own, k.opt.BusyThreshold)
+		}
+	}
+	k.setBusy(busy)
+}
+
+func (k *keeper) setTelemetry(state string, util *int) {
+	prev := k.snapshot().Telemetry
+	k.setStatus(func(s *Status) { s.Telemetry, s.Util = state, util })
+	if state != prev && (state != "ok" || prev != "") {
+		k.event("telemetry", state)
+	}
+}
+
+func (k *keeper) setBusy(why string) {
+	s := k.snapshot()
+	switch {
+	case why != "" && s.Kernel == KernelRunning:
+		k.setStatus(func(s *Status) { s.Kernel, s.Reason = KernelPaused, why })
+		k.event("paused", why)
+	case why == "" && s.Kernel == KernelPaused:
+		k.setStatus(func(s *Status) { s.Kernel, s.Reason = KernelRunning, "" })
+		k.event("resumed", "")
+	case why != "" && why != s.Reason && s.Kernel == KernelPaused:
+		k.setStatus(func(s *Status) { s.Reason = why })
+	}
+}

@@ -1,0 +1,143 @@
+package keeper
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseVRAM(t *testing.T) {
+	tests := []struct {
+		in      string
+		bytes   uint64
+		percent float64
+		max     bool
+		err     string
+	}{
+		{in: "1GiB", bytes: 1 << 30},
+		{in: "1GIB", bytes: 1 << 30},
+		{in: "1gib", err: "bits"},
+		{in: "1.5 GiB", bytes: 3 << 29},
+		{in: "2GB", bytes: 2e9},
+		{in: "2gB", bytes: 2e9},
+		{in: "512MiB", bytes: 512 << 20},
+		{in: "512 KB", bytes: 512e3},
+		{in: "1TiB", bytes: 1 << 40},
+		{in: "1PiB", bytes: 1 << 50},
+		{in: "4096", bytes: 4096},
+		{in: "4096B", bytes: 4096},
+		{in: "0", bytes: 0},
+		{in: " 3 MB ", bytes: 3e6},
+		{in: "50%", percent: 50},
+		{in: "100%", percent: 100},
+		{in: "12.5 %", percent: 12.5},
+		{in: "max", max: true},
+		{in: "MAX", max: true},
+		{in: "", err: "empty"},
+		{in: "0%", err: "percentage"},
+		{in: "101%", err: "percentage"},
+		{in: "x%", err: "percentage"},
+		{in: "1Gb", err: "write GB (decimal) or GiB (binary)"},
+		{in: "1Gib", err: "bits"},
+		{in: "1Mb", err: "bits"},
+		{in: "1KIb", err: "write KB"},
+		{in: "8b", err: "bits"},
+		{in: "1XB", err: "unknown unit"},
+		{in: "GiB", err: "want a number"},
+		{in: "-1GiB", err: "want a number"},
+		{in: "1.2.3GB", err: "want a number"},
+		{in: "1.1PiB", err: "more than 1 PiB"},
+		{in: "2000TB", err: "more than 1 PiB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			v, err := ParseVRAM(tt.in)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("ParseVRAM(%q) = %+v, %v; want error containing %q", tt.in, v, err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseVRAM(%q): %v", tt.in, err)
+			}
+			if v.Bytes != tt.bytes || v.Percent != tt.percent || v.Max != tt.max {
+				t.Fatalf("ParseVRAM(%q) = %+v; want bytes %d percent %v max %v", tt.in, v, tt.bytes, tt.percent, tt.max)
+			}
+		})
+	}
+}
+
+func TestResolve(t *testing.T) {
+	const total, free = 80 << 30, 60 << 30
+	tests := []struct {
+		in   string
+		want uint64
+		err  string
+	}{
+		{in: "1GiB", want: 1 << 30},
+		{in: "80GiB", want: 80 << 30},
+		{in: "81GiB", err: "more than the card's 80.0 GiB"},
+		{in: "50%", want: 40 << 30},
+		{in: "max", want: free - maxMargin},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			v, err := ParseVRAM(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := v.Resolve(total, free)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("Resolve = %d, %v; want error %q", got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("Resolve = %d, %v; want %d", got, err, tt.want)
+			}
+		})
+	}
+	if _, err := (VRAM{Max: true}).Resolve(total, 100<<20); err == nil {
+		t.Fatal("max with 100 MiB free: want error")
+	}
+}
+
+func FuzzParseVRAM(f *testing.F) {
+	for _, s := range []string{"1GiB", "1.5 GB", "50%", "max", "1Gb", "4096", "", "1e3MB", "..", "9999999999999PB"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := ParseVRAM(s)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		if v.Bytes > MaxBytes {
+			t.Fatalf("ParseVRAM(%q) = %d bytes, above the 1 PiB limit", s, v.Bytes)
+		}
+		if v.Percent < 0 || v.Percent > 100 {
+			t.Fatalf("ParseVRAM(%q) = %v%%", s, v.Percent)
+		}
+		n := 0
+		if v.Max {
+			n++
+		}
+		if v.Percent > 0 {
+			n++
+		}
+		if v.Bytes > 0 {
+			n++
+		}
+		if n > 1 {
+			t.Fatalf("ParseVRAM(%q) = %+v: more than one kind", s, v)
+		}
+		// A valid size parses the same from its own spelling.
+		again, err := ParseVRAM(v.String())
+		if err != nil || again.Bytes != v.Bytes || again.Max != v.Max || again.Percent != v.Percent {
+			t.Fatalf("ParseVRAM(%q) = %+v, but its String %q gives %+v, %v", s, v, v.String(), again, err)
+		}
+	})
+}

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keepgpu/keepgpu/keeper"
+)
+
+// KeepFlags are the flags of every command that holds GPUs (hold, wrap).
+type KeepFlags struct {
+	GPUs          keeper.GPUs     `name:"gpus" aliases:"gpu-ids" default:"all" placeholder:"LIST" help:"GPUs to hold: all, or CUDA ordinals and UUIDs, comma-separated (ordinals as the driver numbers them after CUDA_VISIBLE_DEVICES)."`
+	VRAM          keeper.VRAM     `name:"vram" default:"1GiB" placeholder:"SIZE" help:"VRAM to hold per GPU: 1GiB, 512MiB, 2GB, 50%, or max (all free memory minus 256 MiB)."`
+	Util          int             `name:"util" default:"30" placeholder:"PERCENT" help:"Utilization the keep-alive kernel produces, 0..100 (0 holds VRAM only)."`
+	BusyThreshold int             `name:"busy-threshold" aliases:"util-threshold" default:"25" placeholder:"PERCENT" help:"Pause the kernel while utilization not ours is above this; -1 never pauses."`
+	Interval      keeper.Interval `name:"interval" default:"2s" placeholder:"DURATION" help:"How often telemetry is read: a duration (2s, 500ms) or seconds (300)."`
+	AllowPartial  bool            `name:"allow-partial" help:"Keep holding the GPUs that started when others fail."`
+	Threshold     string          `name:"threshold" hidden:"" help:"Deprecated (KeepGPU): an integer sets --busy-threshold, a size sets --vram."`
+	Quiet         bool            `name:"quiet" short:"q" help:"Print only errors."`
+	LogFormat     string          `name:"log-format" enum:"text,json" default:"text" help:"Progress on stderr as text or JSON lines (${enum})."`
+}
+
+// options checks the flags and turns them into keeper options. The
+// deprecation warning for --threshold goes to warn.
+func (f *KeepFlags) options(warn func(string)) (keeper.Options, error) {
+	if f.Threshold != "" {
+		if n, err := strconv.Atoi(strings.TrimSpace(f.Threshold)); err == nil {
+			f.BusyThreshold = n
+			warn("--threshold is deprecated: use --busy-threshold " + f.Threshold)
+		} else {
+			v, err := keeper.ParseVRAM(f.Threshold)
+			if err != nil {
+				return keeper.Options{}, usageError{fmt.Errorf("--threshold %q: neither an integer busy threshold nor a size: %w", f.Threshold, err)}
+			}
+			f.VRAM = v
+			warn("--threshold is deprecated: use --vram " + f.Threshold)
+		}
+	}
+	if f.Util < 0 || f.Util > 100 {
+		return keeper.Options{}, usageError{fmt.Errorf("--util %d: want 0..100", f.Util)}
+	}
+	if f.BusyThreshold < -1 || f.BusyThreshold > 100 {
+		return keeper.Options{}, usageError{fmt.Errorf("--busy-threshold %d: want -1 (never pause) or 0..100", f.BusyThreshold)}
+	}
+	return keeper.Options{
+		VRAM:          f.VRAM,
+		Util:          f.Util,
+		BusyThreshold: f.BusyThreshold,
+		Interval:      time.Duration(f.Interval),
+		AllowPartial:  f.AllowPartial,
+	}, nil
+}

@@ -1,0 +1,85 @@
+// Command keepgpu holds a job's GPUs while it does CPU work and hands them
+// over the moment the job is ready to use them.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/alecthomas/kong"
+)
+
+// CLI is keepgpu's command line. Every flag also reads a KEEPGPU_*
+// environment variable (KEEPGPU_VRAM for --vram, …), because batch scripts
+// set the environment rather than flags.
+type CLI struct {
+	Hold     HoldCmd     `cmd:"" default:"withargs" help:"Hold GPUs until SIGINT or SIGTERM (the default command)."`
+	ListGPUs ListGPUsCmd `cmd:"" name:"list-gpus" help:"List the node's GPUs, their memory, utilization and compute processes."`
+	Version  VersionCmd  `cmd:"" help:"Print keepgpu's version."`
+}
+
+// exitCode carries an exit status out of kong's Exit hook.
+type exitCode int
+
+// usageError marks an error in the command line: exit status 2.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// run is keepgpu's entry point: tests call it with their own writers.
+func run(args []string, stdout, stderr io.Writer) (code int) {
+	var cli CLI
+	defer func() {
+		if r := recover(); r != nil {
+			c, ok := r.(exitCode)
+			if !ok {
+				panic(r)
+			}
+			code = int(c)
+		}
+	}()
+	parser, err := kong.New(&cli,
+		kong.Name("keepgpu"),
+		kong.Description("Hold a job's GPUs while it does CPU work; hand them over the moment it is ready."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(c int) { panic(exitCode(c)) }),
+		kong.DefaultEnvars("KEEPGPU"),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Bind(&stdio{out: stdout, err: stderr}),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "keepgpu: %v\n", err)
+		return 2
+	}
+	ctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "keepgpu: %v\n", err)
+		fmt.Fprintln(stderr, "Run 'keepgpu --help' for usage.")
+		return 2
+	}
+	if err := ctx.Run(); err != nil {
+		var c exitCode
+		if errors.As(err, &c) {
+			return int(c)
+		}
+		fmt.Fprintf(stderr, "keepgpu: error: %v\n", err)
+		var u usageError
+		if errors.As(err, &u) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
+
+// stdio is where commands write; bound into every Run method.
+type stdio struct {
+	out io.Writer
+	err io.Writer
+}
