@@ -10,18 +10,33 @@ import (
 	"time"
 
 	"github.com/keepgpu/keepgpu/keeper"
+	"github.com/keepgpu/keepgpu/signals"
+	"github.com/keepgpu/keepgpu/wrap"
 )
 
 // HoldCmd is `keepgpu hold` and bare `keepgpu`: a holder in the foreground.
+// Supervisors (wrap, the service) run it too, with the hidden flags.
 type HoldCmd struct {
 	KeepFlags
-	MaxHold time.Duration `name:"max-hold" placeholder:"DURATION" help:"Release by itself after this long (0: hold until a signal)."`
+	MaxHold   time.Duration `name:"max-hold" placeholder:"DURATION" help:"Release by itself after this long (0: hold until told)."`
+	UntilFile string        `name:"until-file" placeholder:"PATH" help:"Release when PATH appears (it must not exist at start)."`
+	UntilFIFO string        `name:"until-fifo" placeholder:"PATH" help:"Release when a line is written to the FIFO at PATH (created 0600 if missing)."`
+	Poll      time.Duration `name:"poll" default:"200ms" placeholder:"DURATION" help:"How often --until-file is also polled, for NFS and Lustre."`
+
+	Supervised bool `name:"supervised" hidden:"" env:"-" help:"Write JSON events on stdout for the supervisor that started this holder."`
+	TreeOf     int  `name:"tree-of" hidden:"" env:"-" help:"Processes under this pid are the wrapped command's: never foreign, and their GPU use releases."`
 }
 
-// Run holds until SIGINT or SIGTERM (or --max-hold), then releases every GPU
-// and returns nil: a release is a success. Failing to hold is an error.
+// Run holds until SIGINT or SIGTERM (or --max-hold, --until-file,
+// --until-fifo, or the wrapped tree using a GPU), then releases every GPU and
+// returns nil: a release is a success. Failing to hold is an error.
 func (c *HoldCmd) Run(io *stdio) error {
-	p := newProgress(io.err, &c.KeepFlags)
+	out := io.err
+	if c.Supervised {
+		c.LogFormat = "json"
+		out = io.out
+	}
+	p := newProgress(out, &c.KeepFlags)
 	opt, err := c.options(func(w string) { p.info("warning", w, nil) })
 	if err != nil {
 		return err
@@ -29,23 +44,86 @@ func (c *HoldCmd) Run(io *stdio) error {
 	if c.MaxHold < 0 {
 		return usageError{fmt.Errorf("--max-hold %s: must not be negative", c.MaxHold)}
 	}
-	opt.Events = p.event
-
+	// Signals first: a SIGTERM that comes while the driver loads must not
+	// be lost (nor kill the holder before it can say why it went).
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	g, err := keeper.Hold(context.Background(), c.GPUs, opt)
-	if err != nil {
-		if errors.Is(err, keeper.ErrNoGPU) {
-			p.info("error", "holding nothing: "+err.Error(), nil)
-			return exitCode(1)
+	var until []signals.Source
+	if c.UntilFile != "" {
+		s, err := signals.File(c.UntilFile, c.Poll)
+		if err != nil {
+			return usageError{fmt.Errorf("--until-file: %w", err)}
 		}
-		return err
+		defer s.Close()
+		until = append(until, s)
+	}
+	if c.UntilFIFO != "" {
+		s, err := signals.FIFO(c.UntilFIFO)
+		if err != nil {
+			return usageError{fmt.Errorf("--until-fifo: %w", err)}
+		}
+		defer s.Close()
+		until = append(until, s)
+	}
+
+	treeUse := make(chan int, 1)
+	if c.TreeOf > 0 {
+		root := c.TreeOf
+		opt.Own = func(pid int) bool { return wrap.Descends(pid, root) }
+		opt.TreeUse = func(pid int) {
+			select {
+			case treeUse <- pid:
+			default:
+			}
+		}
+	}
+	opt.Events = p.event
+
+	type started struct {
+		g   *keeper.Group
+		err error
+	}
+	startc := make(chan started, 1)
+	go func() {
+		g, err := keeper.Hold(context.Background(), c.GPUs, opt)
+		startc <- started{g, err}
+	}()
+	var g *keeper.Group
+	select {
+	case s := <-sigs:
+		// Still loading the driver or allocating: exiting is the fastest
+		// release there is, and the driver takes back all a process held.
+		p.info("released", "released while starting ("+signalName(s)+")", map[string]any{"reason": signalName(s)})
+		return exitCode(0)
+	case r := <-startc:
+		if r.err != nil {
+			if errors.Is(r.err, keeper.ErrNoGPU) {
+				p.info("error", r.err.Error(), nil)
+				return exitCode(1)
+			}
+			if c.Supervised {
+				p.info("error", r.err.Error(), nil)
+				return exitCode(1)
+			}
+			return r.err
+		}
+		g = r.g
 	}
 	held := g.Status()
 	p.info("holding", fmt.Sprintf("holding %d GPU(s); release with Ctrl+C or SIGTERM", len(held)), map[string]any{"gpus": held})
 
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fired := make(chan signals.Source, 1)
+	if len(until) > 0 {
+		go func() {
+			if s, err := signals.First(ctx, until...); err == nil {
+				fired <- s
+			}
+		}()
+	}
 	var maxHold <-chan time.Time
 	if c.MaxHold > 0 {
 		maxHold = time.After(c.MaxHold)
@@ -56,6 +134,10 @@ func (c *HoldCmd) Run(io *stdio) error {
 		why = signalName(s)
 	case <-maxHold:
 		why = "--max-hold " + c.MaxHold.String()
+	case s := <-fired:
+		why = "--until-" + s.Name()
+	case pid := <-treeUse:
+		why = fmt.Sprintf("the wrapped command uses the GPU (pid %d)", pid)
 	}
 	t := time.Now()
 	err = g.Release()
@@ -70,7 +152,9 @@ func (c *HoldCmd) Run(io *stdio) error {
 
 func signalName(s os.Signal) string {
 	if n, ok := s.(syscall.Signal); ok {
-		return "SIG" + signalNames[n]
+		if name, ok := signalNames[n]; ok {
+			return "SIG" + name
+		}
 	}
 	return s.String()
 }

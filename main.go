@@ -3,10 +3,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/alecthomas/kong"
 )
@@ -16,6 +18,8 @@ import (
 // set the environment rather than flags.
 type CLI struct {
 	Hold     HoldCmd     `cmd:"" default:"withargs" help:"Hold GPUs until SIGINT or SIGTERM (the default command)."`
+	Wrap     WrapCmd     `cmd:"" help:"Run a command, holding the GPUs until it is ready for them or exits."`
+	Ready    ReadyCmd    `cmd:"" help:"Inside keepgpu wrap: release the GPUs now; returns once they are free."`
 	ListGPUs ListGPUsCmd `cmd:"" name:"list-gpus" help:"List the node's GPUs, their memory, utilization and compute processes."`
 	Version  VersionCmd  `cmd:"" help:"Print keepgpu's version."`
 }
@@ -48,6 +52,7 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(c int) { panic(exitCode(c)) }),
 		kong.DefaultEnvars("KEEPGPU"),
+		kong.WithHyphenPrefixedParameters(true), // --busy-threshold -1
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 		kong.Bind(&stdio{out: stdout, err: stderr}),
 	)
@@ -59,6 +64,9 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	if err != nil {
 		fmt.Fprintf(stderr, "keepgpu: %v\n", err)
 		fmt.Fprintln(stderr, "Run 'keepgpu --help' for usage.")
+		if len(args) > 0 && args[0] == "wrap" {
+			return 125 // wrap's own failure, told apart from any status of the command
+		}
 		return 2
 	}
 	if err := ctx.Run(); err != nil {
@@ -74,6 +82,14 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		return 1
 	}
 	return 0
+}
+
+// contextWithTimeout is context.WithTimeout where 0 means no limit.
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(context.Background())
+	}
+	return context.WithTimeout(context.Background(), d)
 }
 
 func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }

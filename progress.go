@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
@@ -12,8 +11,10 @@ import (
 	"github.com/keepgpu/keepgpu/keeper"
 )
 
-// progress writes a holder's events on stderr: a line a person can read per
-// change, or one JSON object per line for programs (--log-format json).
+// progress reports a holder's events: a line a person can read per change,
+// or one JSON object per line for programs (--log-format json, and the
+// stream a supervisor reads). Every JSON event carries the same readable
+// line in "message".
 type progress struct {
 	mu    sync.Mutex
 	w     io.Writer
@@ -26,17 +27,8 @@ func newProgress(w io.Writer, f *KeepFlags) *progress {
 	return &progress{w: w, json: f.LogFormat == "json", quiet: f.Quiet, util: f.Util}
 }
 
-// event reports one keeper event.
-func (p *progress) event(e keeper.Event) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.json {
-		p.writeJSON(e)
-		return
-	}
-	if p.quiet && e.Kind != "error" && e.Kind != "kernel-failed" {
-		return
-	}
+// message words a keeper event for people.
+func (p *progress) message(e keeper.Event) string {
 	var msg string
 	switch e.Kind {
 	case "held":
@@ -56,15 +48,33 @@ func (p *progress) event(e keeper.Event) {
 			msg = "telemetry " + e.Reason + "; holding anyway"
 		}
 	case "released":
-		return // one summary line instead, from done
+		msg = "released"
 	default:
 		msg = e.Kind + ": " + e.Reason
 	}
 	if e.GPU < 0 {
-		fmt.Fprintf(p.w, "keepgpu: %s\n", msg)
+		return msg
+	}
+	return fmt.Sprintf("gpu %d (%s, %s): %s", e.GPU, e.UUID, e.Name, msg)
+}
+
+// event reports one keeper event.
+func (p *progress) event(e keeper.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	msg := p.message(e)
+	if p.json {
+		p.writeJSON(struct {
+			keeper.Event
+			Message string `json:"message"`
+		}{e, msg})
 		return
 	}
-	fmt.Fprintf(p.w, "keepgpu: gpu %d (%s, %s): %s\n", e.GPU, shortUUID(e.UUID), e.Name, msg)
+	// Released GPUs get one summary line instead, from the caller.
+	if e.Kind == "released" || (p.quiet && e.Kind != "error" && e.Kind != "kernel-failed") {
+		return
+	}
+	fmt.Fprintf(p.w, "keepgpu: %s\n", msg)
 }
 
 // info reports something about the holder as a whole.
@@ -79,7 +89,9 @@ func (p *progress) info(kind, msg string, fields map[string]any) {
 		p.writeJSON(m)
 		return
 	}
-	if p.quiet && kind != "error" {
+	if kind == "warning" {
+		msg = "warning: " + msg
+	} else if p.quiet && kind != "error" {
 		return
 	}
 	fmt.Fprintf(p.w, "keepgpu: %s\n", msg)
@@ -88,12 +100,4 @@ func (p *progress) info(kind, msg string, fields map[string]any) {
 func (p *progress) writeJSON(v any) {
 	b, _ := json.Marshal(v)
 	p.w.Write(append(b, '\n'))
-}
-
-// shortUUID keeps a UUID readable in a log line: "GPU-8f2c1e0a".
-func shortUUID(u string) string {
-	if i := strings.IndexByte(u, '-'); i >= 0 && len(u) > i+9 {
-		return u[:i+9]
-	}
-	return u
 }

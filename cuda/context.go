@@ -139,14 +139,14 @@ func (c *Context) MemInfo() (free, total uint64, err error) {
 // ErrorOutOfMemory; what was allocated before stays held until Close.
 func (c *Context) Alloc(bytes uint64) error {
 	return c.do(func() error {
+		var free, total uint64
+		c.d.cuMemGetInfo(&free, &total) // for the error message only
 		for left := bytes; left > 0; {
 			n := min(left, uint64(chunk))
 			var p uint64
 			if err := c.d.cuMemAlloc(&p, n).err(); err != nil {
-				var free, total uint64
-				c.d.cuMemGetInfo(&free, &total)
-				return fmt.Errorf("gpu %d (%s): cuMemAlloc %s (%s asked, %s free of %s): %w",
-					c.Info.Ordinal, c.Info.UUID, FormatBytes(n), FormatBytes(bytes), FormatBytes(free), FormatBytes(total), err)
+				return fmt.Errorf("gpu %d (%s): cuMemAlloc: %s asked, %s free of %s: %w",
+					c.Info.Ordinal, c.Info.UUID, FormatBytes(bytes), FormatBytes(free), FormatBytes(total), err)
 			}
 			c.ptrs = append(c.ptrs, p)
 			c.bytes += n

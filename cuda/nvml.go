@@ -46,8 +46,6 @@ type NVML struct {
 var optionalSymbols = []string{
 	"nvmlDeviceGetProcessUtilization",
 	"nvmlDeviceGetMigMode",
-	"nvmlDeviceGetComputeRunningProcesses_v3",
-	"nvmlDeviceGetComputeRunningProcesses_v2",
 	"nvmlDeviceGetPowerUsage",
 }
 
@@ -64,10 +62,6 @@ func OpenNVML() (*NVML, error) {
 	n := &NVML{lib: lib, optional: map[string]bool{}, lastSeen: map[string]uint64{}}
 	for _, s := range optionalSymbols {
 		n.optional[s] = lib.Extensions().LookupSymbol(s) == nil
-	}
-	if !n.optional["nvmlDeviceGetComputeRunningProcesses_v2"] && !n.optional["nvmlDeviceGetComputeRunningProcesses_v3"] {
-		// go-nvml falls back to the v1 symbol, present in every driver.
-		n.optional["nvmlDeviceGetComputeRunningProcesses_v3"] = true
 	}
 	return n, nil
 }
@@ -105,7 +99,7 @@ const (
 // Sample is one reading of a GPU. Every reading that may be unavailable has
 // an error beside it; a nil error means the reading is real.
 type Sample struct {
-	Index       int    // NVML index (the node's numbering, not CUDA's)
+	Index       int // NVML index (the node's numbering, not CUDA's)
 	UUID        string
 	Name        string
 	MemTotal    uint64
@@ -188,17 +182,7 @@ func (n *NVML) sample(d nvml.Device) Sample {
 	} else {
 		s.UtilErr = &NVMLError{Op: "nvmlDeviceGetUtilizationRates", Code: ret}
 	}
-	if n.optional["nvmlDeviceGetComputeRunningProcesses_v3"] || n.optional["nvmlDeviceGetComputeRunningProcesses_v2"] {
-		procs, ret := d.GetComputeRunningProcesses()
-		if ret == nvml.SUCCESS {
-			s.Procs = make([]Process, 0, len(procs))
-			for _, p := range procs {
-				s.Procs = append(s.Procs, Process{PID: int(p.Pid), Bytes: p.UsedGpuMemory})
-			}
-		} else {
-			s.ProcsErr = &NVMLError{Op: "nvmlDeviceGetComputeRunningProcesses", Code: ret}
-		}
-	}
+	s.Procs, s.ProcsErr = n.processes(d)
 	s.ProcUtil, s.ProcUtilErr = n.processUtil(d, s.UUID)
 	if n.optional["nvmlDeviceGetPowerUsage"] {
 		if mw, ret := d.GetPowerUsage(); ret == nvml.SUCCESS {
@@ -210,6 +194,27 @@ func (n *NVML) sample(d nvml.Device) Sample {
 		s.PowerErr = ErrNotSupported
 	}
 	return s
+}
+
+// Processes lists the compute processes on the GPU with uuid.
+func (n *NVML) Processes(uuid string) ([]Process, error) {
+	d, err := n.device(uuid)
+	if err != nil {
+		return nil, err
+	}
+	return n.processes(d)
+}
+
+func (n *NVML) processes(d nvml.Device) ([]Process, error) {
+	procs, ret := d.GetComputeRunningProcesses()
+	if ret != nvml.SUCCESS {
+		return nil, &NVMLError{Op: "nvmlDeviceGetComputeRunningProcesses", Code: ret}
+	}
+	out := make([]Process, 0, len(procs))
+	for _, p := range procs {
+		out = append(out, Process{PID: int(p.Pid), Bytes: p.UsedGpuMemory})
+	}
+	return out, nil
 }
 
 // processUtil returns the SM utilization of each process on the GPU since

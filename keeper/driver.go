@@ -11,7 +11,7 @@ import (
 
 // ErrNoGPU reports that there is nothing to hold on this node: no driver
 // library, no device, or a driver that failed to initialise.
-var ErrNoGPU = errors.New("no GPU to hold")
+var ErrNoGPU = errors.New("holding nothing")
 
 // Hold loads the CUDA driver, picks the GPUs sel names, opens NVML for
 // telemetry (holding without it if it is unavailable, and saying so) and

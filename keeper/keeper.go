@@ -25,6 +25,9 @@ type Device interface {
 // Telemetry reads a GPU by UUID; *cuda.NVML has it.
 type Telemetry interface {
 	Sample(uuid string) (cuda.Sample, error)
+	// Processes lists the compute processes alone: cheap enough to call
+	// every window.
+	Processes(uuid string) ([]cuda.Process, error)
 }
 
 // Kernel states reported in Status and events.
@@ -60,6 +63,11 @@ type Options struct {
 	// Own reports pids whose compute use is not foreign (the holder's own
 	// pid always is). Nil means none.
 	Own func(pid int) bool
+	// TreeUse, when set, is called (once per GPU) as soon as a process that
+	// Own claims appears among the GPU's compute processes: the wrapped
+	// command started using the GPU. Compute processes are then read every
+	// window, not every Interval.
+	TreeUse func(pid int)
 	// Events receives every state change, from several goroutines, one call
 	// at a time. Nil drops them.
 	Events func(Event)
@@ -99,11 +107,12 @@ type keeper struct {
 	status Status
 
 	// onTime is how long the kernel ran since the last telemetry check.
-	onTime time.Duration
-	since  time.Time
-	lastOwn int
-	failed  bool
-	stopped chan struct{}
+	onTime   time.Duration
+	since    time.Time
+	lastOwn  int
+	failed   bool
+	treeSeen bool
+	stopped  chan struct{}
 }
 
 func (k *keeper) setStatus(f func(s *Status)) Status {
@@ -136,6 +145,9 @@ func (k *keeper) run(ctx context.Context) {
 			k.check()
 			nextCheck = start.Add(k.opt.Interval)
 		}
+		if k.opt.TreeUse != nil && !k.treeSeen {
+			k.watchTree()
+		}
 		if on > 0 && k.snapshot().Kernel == KernelRunning {
 			k.burn(ctx, on)
 		}
@@ -162,6 +174,25 @@ func (k *keeper) burn(ctx context.Context, on time.Duration) {
 		}
 		k.onTime += slice // the kernel spins on the GPU's clock for exactly this long
 		left -= slice
+	}
+}
+
+// watchTree reports the first process of the wrapped tree using the GPU.
+func (k *keeper) watchTree() {
+	if k.opt.Telemetry == nil || k.opt.Own == nil {
+		return
+	}
+	procs, err := k.opt.Telemetry.Processes(k.info.UUID)
+	if err != nil {
+		return
+	}
+	for _, p := range procs {
+		if p.PID != os.Getpid() && k.opt.Own(p.PID) {
+			k.treeSeen = true
+			k.event("tree-use", fmt.Sprintf("process %d of the wrapped command uses the GPU", p.PID))
+			k.opt.TreeUse(p.PID)
+			return
+		}
 	}
 }
 

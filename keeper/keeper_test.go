@@ -67,6 +67,11 @@ func (f *fakeTelemetry) set(s cuda.Sample, err error) {
 	defer f.mu.Unlock()
 	f.sample, f.err = s, err
 }
+func (f *fakeTelemetry) Processes(string) ([]cuda.Process, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sample.Procs, f.err
+}
 func (f *fakeTelemetry) Sample(string) (cuda.Sample, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -323,4 +328,38 @@ func TestStartFailures(t *testing.T) {
 			t.Fatal("failed GPU left open")
 		}
 	})
+}
+
+func TestTreeUse(t *testing.T) {
+	tel := &fakeTelemetry{}
+	tel.set(cuda.Sample{}, nil)
+	ev := newEvents()
+	opt := fastOptions(tel, ev)
+	opt.Interval = time.Hour // tree use must not wait for the telemetry interval
+	opt.Own = func(pid int) bool { return pid == 4242 }
+	used := make(chan int, 10)
+	opt.TreeUse = func(pid int) { used <- pid }
+	g, err := Start(context.Background(), gpus(2), opener(map[int]*fakeDevice{}), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Release()
+	tel.set(cuda.Sample{Procs: []cuda.Process{{PID: 7}}}, nil) // not ours: no call
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case pid := <-used:
+		t.Fatalf("TreeUse(%d) for a process outside the tree", pid)
+	default:
+	}
+	tel.set(cuda.Sample{Procs: []cuda.Process{{PID: 7}, {PID: 4242}}}, nil)
+	for i := 0; i < 2; i++ {
+		select {
+		case pid := <-used:
+			if pid != 4242 {
+				t.Fatalf("TreeUse(%d)", pid)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("tree use not reported")
+		}
+	}
 }

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/sys/unix"
+
+	"github.com/keepgpu/keepgpu/internal/fakegpu"
+	"github.com/keepgpu/keepgpu/keeper"
+)
+
+// TestMain makes the test binary double as the keepgpu and fakegpu
+// commands that the scripts run.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"keepgpu": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
+		"fakegpu": func() { os.Exit(fakegpu.Main(os.Args[1:], os.Stdout, os.Stderr)) },
+	})
+}
+
+// TestScripts runs testdata/script/*.txtar: the real binary, real child
+// processes and signals, and the fake driver libraries in place of a GPU.
+// Each script starts with FAKEGPU_DIR naming an empty node (no GPU) and
+// LD_LIBRARY_PATH holding the fake libcuda.so.1 and libnvidia-ml.so.1.
+func TestScripts(t *testing.T) {
+	libDir := t.TempDir()
+	if err := fakegpu.Build(libDir); err != nil {
+		t.Fatal(err)
+	}
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("FAKEGPU_DIR", filepath.Join(env.WorkDir, "node"))
+			env.Setenv("FAKEGPU_LIB", libDir)
+			env.Setenv("LD_LIBRARY_PATH", libDir)
+			// Short socket paths: a Unix socket path has at most 107 bytes.
+			tmp, err := os.MkdirTemp("", "kg")
+			if err != nil {
+				return err
+			}
+			env.Defer(func() { os.RemoveAll(tmp) })
+			env.Setenv("XDG_RUNTIME_DIR", tmp)
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"gpus":     cmdGPUs,
+			"held":     cmdHeld,
+			"free":     cmdFree,
+			"running":  cmdRunning,
+			"paused":   cmdPaused,
+			"foreign":  cmdForeign,
+			"signal":   cmdSignal,
+			"exitcode": cmdExitcode,
+			"waitfile": cmdWaitfile,
+		},
+	})
+}
+
+const waitLimit = 30 * time.Second // only a guard against a hang: conditions normally hold within milliseconds
+
+func node(ts *testscript.TestScript) *fakegpu.Node {
+	return &fakegpu.Node{Dir: ts.Getenv("FAKEGPU_DIR")}
+}
+
+func gpuArg(ts *testscript.TestScript, s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		ts.Fatalf("gpu %q: not a number", s)
+	}
+	return n
+}
+
+// cmdGPUs: gpus N [KEY=VALUE...] — make the node have N GPUs, each with the
+// settings given (total=8GiB, util=na, compute_mode=3, ...).
+func cmdGPUs(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 1 {
+		ts.Fatalf("usage: gpus N [KEY=VALUE...]")
+	}
+	ts.Check(os.MkdirAll(ts.Getenv("FAKEGPU_DIR"), 0o755))
+	n, err := fakegpu.NewNode(ts.Getenv("FAKEGPU_DIR"), "", gpuArg(ts, args[0]))
+	ts.Check(err)
+	for _, kv := range args[1:] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			ts.Fatalf("gpus: %q is not KEY=VALUE", kv)
+		}
+		if k == "total" {
+			size, err := keeper.ParseVRAM(v)
+			ts.Check(err)
+			v = strconv.FormatUint(size.Bytes, 10)
+		}
+		for i := 0; i < gpuArg(ts, args[0]); i++ {
+			ts.Check(n.Set(i, k, v))
+		}
+	}
+}
+
+// foreigners are the fake foreign processes each script started.
+var foreigners sync.Map // *testscript.TestScript -> map[int]*exec.Cmd (by gpu)
+
+// cmdForeign: foreign start GPU SIZE | foreign stop GPU — a live process
+// (a sleep) that the fake NVML lists as a compute process on GPU.
+func cmdForeign(ts *testscript.TestScript, neg bool, args []string) {
+	v, _ := foreigners.LoadOrStore(ts, map[int]*exec.Cmd{})
+	procs := v.(map[int]*exec.Cmd)
+	switch {
+	case len(args) == 3 && args[0] == "start":
+		gpu := gpuArg(ts, args[1])
+		size, err := keeper.ParseVRAM(args[2])
+		ts.Check(err)
+		cmd := exec.Command("sleep", "3600")
+		ts.Check(cmd.Start())
+		procs[gpu] = cmd
+		ts.Defer(func() { cmd.Process.Kill(); cmd.Wait() })
+		ts.Check(node(ts).AddProcess(gpu, cmd.Process.Pid, size.Bytes))
+	case len(args) == 2 && args[0] == "stop":
+		gpu := gpuArg(ts, args[1])
+		cmd := procs[gpu]
+		if cmd == nil {
+			ts.Fatalf("foreign stop %d: none started", gpu)
+		}
+		ts.Check(node(ts).RemoveProcess(gpu, cmd.Process.Pid))
+		cmd.Process.Kill()
+		cmd.Wait()
+		delete(procs, gpu)
+	default:
+		ts.Fatalf("usage: foreign start GPU SIZE | foreign stop GPU")
+	}
+}
+
+// ours returns the records on gpu that are not foreign processes.
+func ours(ts *testscript.TestScript, gpu int) []fakegpu.Proc {
+	procs, err := node(ts).Procs(gpu)
+	ts.Check(err)
+	skip := map[int]bool{}
+	if v, ok := foreigners.Load(ts); ok {
+		for _, c := range v.(map[int]*exec.Cmd) {
+			skip[c.Process.Pid] = true
+		}
+	}
+	var out []fakegpu.Proc
+	for _, p := range procs {
+		if !skip[p.PID] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// poll calls ok until it returns true, or fails the script with what last
+// saw after waitLimit.
+func poll(ts *testscript.TestScript, what string, ok func() (bool, string)) {
+	deadline := time.Now().Add(waitLimit)
+	for {
+		done, saw := ok()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s: gave up after %s; last saw %s", what, waitLimit, saw)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// cmdHeld: held GPU SIZE — wait until one live process holds a context
+// and exactly SIZE bytes on GPU, as the fake driver records it.
+func cmdHeld(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: held GPU SIZE")
+	}
+	gpu := gpuArg(ts, args[0])
+	size, err := keeper.ParseVRAM(args[1])
+	ts.Check(err)
+	poll(ts, "held "+args[0]+" "+args[1], func() (bool, string) {
+		procs := ours(ts, gpu)
+		for _, p := range procs {
+			if p.Alive && p.Contexts > 0 && p.Bytes == size.Bytes {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%+v", procs)
+	})
+}
+
+// cmdFree: free GPU — wait until no process but the foreign ones has a
+// record on GPU: every context destroyed and every byte freed explicitly
+// (a process that died holding them would leave its record behind).
+func cmdFree(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: free GPU")
+	}
+	gpu := gpuArg(ts, args[0])
+	poll(ts, "free "+args[0], func() (bool, string) {
+		procs := ours(ts, gpu)
+		return len(procs) == 0, fmt.Sprintf("%+v", procs)
+	})
+}
+
+func launches(ts *testscript.TestScript, gpu int) int {
+	n := 0
+	for _, p := range ours(ts, gpu) {
+		if p.Alive {
+			n += p.Launches
+		}
+	}
+	return n
+}
+
+// cmdRunning: running GPU — wait until the keep-alive kernel launches on GPU.
+func cmdRunning(ts *testscript.TestScript, neg bool, args []string) {
+	gpu := gpuArg(ts, args[0])
+	start := launches(ts, gpu)
+	poll(ts, "running "+args[0], func() (bool, string) {
+		n := launches(ts, gpu)
+		return n > start, fmt.Sprintf("%d launches", n)
+	})
+}
+
+// cmdPaused: paused GPU — wait until no kernel is launched on GPU for a
+// whole second (the duty-cycle window is 100 ms).
+func cmdPaused(ts *testscript.TestScript, neg bool, args []string) {
+	gpu := gpuArg(ts, args[0])
+	poll(ts, "paused "+args[0], func() (bool, string) {
+		a := launches(ts, gpu)
+		time.Sleep(time.Second)
+		b := launches(ts, gpu)
+		return a == b, fmt.Sprintf("%d launches in a second", b-a)
+	})
+}
+
+// cmdSignal: signal SIG — send SIG (TERM, USR1, 2, …) to the background
+// command started last.
+func cmdSignal(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: signal SIG")
+	}
+	sig := unix.SignalNum("SIG" + strings.TrimPrefix(args[0], "SIG"))
+	if n, err := strconv.Atoi(args[0]); err == nil {
+		sig = syscall.Signal(n)
+	}
+	if sig == 0 {
+		ts.Fatalf("signal %s: unknown", args[0])
+	}
+	bg := ts.BackgroundCmds()
+	if len(bg) == 0 {
+		ts.Fatalf("signal: no background command")
+	}
+	ts.Check(bg[len(bg)-1].Process.Signal(sig))
+}
+
+// cmdExitcode: exitcode N PROG ARGS... — run PROG and require exit status N
+// exactly; its stdout and stderr are kept for the next commands.
+func cmdExitcode(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: exitcode N PROG ARGS...")
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("exitcode %q: not a number", args[0])
+	}
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		got = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			ts.Fatalf("%s killed by signal %v; want exit status %d", args[1], ws.Signal(), want)
+		}
+	case err != nil:
+		ts.Fatalf("%s: %v", args[1], err)
+	}
+	if got != want {
+		ts.Fatalf("%s exited %d; want %d", args[1], got, want)
+	}
+}
+
+// cmdWaitfile: waitfile PATH — wait until PATH exists.
+func cmdWaitfile(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: waitfile PATH")
+	}
+	path := ts.MkAbs(args[0])
+	poll(ts, "waitfile "+args[0], func() (bool, string) {
+		_, err := os.Stat(path)
+		return err == nil, fmt.Sprint(err)
+	})
+}

@@ -1,0 +1,569 @@
+// Package wrap runs a command beside a GPU holder: the exec shim behind
+// `keepgpu wrap`. The command runs as it would without keepgpu; the holder
+// is released when the command says it is GPU-ready or exits.
+package wrap
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/keepgpu/keepgpu/signals"
+)
+
+// Config describes one wrapped run.
+type Config struct {
+	// Command is the command and its arguments, as given.
+	Command []string
+	// Env is the command's environment; wrap adds KEEPGPU_PID and
+	// KEEPGPU_READY.
+	Env []string
+	// HolderPath is the keepgpu binary and Holder the holder's argv. The
+	// holder writes JSON events on its stdout and releases on SIGTERM. A nil
+	// Holder means hold nothing.
+	HolderPath string
+	Holder     []string
+	HolderEnv  []string
+	// Sources are the configured ready sources (file, FIFO, signal). They
+	// are closed when Run returns.
+	Sources []signals.Source
+	// Marker, when set, watches the command's stdout and stderr, which then
+	// pass through keepgpu instead of going straight to the terminal.
+	Marker *signals.MarkerSource
+	// ReadySignal is not forwarded to the command: it releases the GPUs.
+	ReadySignal os.Signal
+	// SocketDir is where the `keepgpu ready` socket is made (a private
+	// directory is created inside it).
+	SocketDir string
+	// RequireGPU starts the command only once the GPUs are held; failing to
+	// hold exits 125 without starting it.
+	RequireGPU bool
+	// MaxHold releases the GPUs after this long; 0 never.
+	MaxHold time.Duration
+	// Quiet keeps keepgpu's own lines off stderr, except warnings.
+	Quiet                 bool
+	Stdin, Stdout, Stderr *os.File
+}
+
+// event is one line of the holder's JSON event stream.
+type event struct {
+	Event   string `json:"event"`
+	Message string `json:"message"`
+	Reason  string `json:"reason"`
+	GPU     int    `json:"gpu"`
+	UUID    string `json:"uuid"`
+	Name    string `json:"name"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// proc is a process wrap started and reaps itself.
+type proc struct {
+	pid    int
+	done   bool
+	status syscall.WaitStatus
+}
+
+// Run starts the holder and the command, forwards signals to the command,
+// releases the holder on the first ready signal, and returns the exit status
+// keepgpu wrap must exit with: the command's, 128+N if signal N killed it,
+// 125/126/127 as ExitFailed, ExitNotExecutable and ExitNotFound say. It
+// returns after the command has exited and the holder is gone.
+func Run(cfg Config) int {
+	w := &wrapper{cfg: cfg, start: time.Now()}
+	return w.run()
+}
+
+type wrapper struct {
+	cfg    Config
+	start  time.Time
+	sigs   chan os.Signal
+	holder *proc
+	child  *proc
+	events chan event
+	sock   *signals.ReadySocket
+
+	releasing   time.Time // when SIGTERM went to the holder
+	releaseWhy  string
+	holdingLine bool // "holding" was printed
+	holderErr   string
+	lastRelease string // the holder's own reason for releasing, if it did
+	copies      sync.WaitGroup
+}
+
+func (w *wrapper) logf(format string, args ...any) {
+	if !w.cfg.Quiet {
+		fmt.Fprintf(w.cfg.Stderr, "keepgpu: "+format+"\n", args...)
+	}
+}
+
+func (w *wrapper) warnf(format string, args ...any) {
+	fmt.Fprintf(w.cfg.Stderr, "keepgpu: warning: "+format+"\n", args...)
+}
+
+func (w *wrapper) run() int {
+	defer func() {
+		for _, s := range w.cfg.Sources {
+			s.Close()
+		}
+		if w.cfg.Marker != nil {
+			w.cfg.Marker.Close()
+		}
+	}()
+	path, err := lookPath(w.cfg.Command[0])
+	if err != nil {
+		fmt.Fprintln(w.cfg.Stderr, err)
+		return err.(*execError).status
+	}
+
+	// Catch every signal before anything starts, so none is lost.
+	w.sigs = make(chan os.Signal, 64)
+	signal.Notify(w.sigs)
+	defer signal.Reset()
+	// keepgpu may sit in a background process group while the command owns
+	// the terminal: it must not stop when it writes its lines.
+	signal.Ignore(syscall.SIGTTOU, syscall.SIGTTIN)
+
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		w.warnf("cannot become a child subreaper: %v", err)
+	}
+
+	sockDir, err := os.MkdirTemp(w.cfg.SocketDir, "keepgpu-")
+	if err != nil {
+		fmt.Fprintf(w.cfg.Stderr, "keepgpu: ready socket: %v\n", err)
+		return ExitFailed
+	}
+	defer os.RemoveAll(sockDir)
+	w.sock, err = signals.Listen(sockDir + "/ready.sock")
+	if err != nil {
+		fmt.Fprintf(w.cfg.Stderr, "keepgpu: ready socket: %v\n", err)
+		return ExitFailed
+	}
+	defer w.sock.Close()
+
+	w.events = make(chan event, 64)
+	if w.cfg.Holder != nil {
+		if err := w.startHolder(); err != nil {
+			if w.cfg.RequireGPU {
+				fmt.Fprintf(w.cfg.Stderr, "keepgpu: --require-gpu: cannot start the holder: %v\n", err)
+				return ExitFailed
+			}
+			w.warnf("holding nothing: cannot start the holder: %v; running the command anyway", err)
+		}
+	} else {
+		close(w.events)
+	}
+	if w.cfg.RequireGPU {
+		if why := w.awaitHolding(); why != "" {
+			fmt.Fprintf(w.cfg.Stderr, "keepgpu: --require-gpu: %s; not starting the command\n", why)
+			return ExitFailed
+		}
+	}
+
+	if err := w.startChild(path); err != nil {
+		fmt.Fprintln(w.cfg.Stderr, err)
+		w.release("the command did not start")
+		w.awaitHolderExit(nil)
+		var ee *execError
+		if errors.As(err, &ee) {
+			return ee.status
+		}
+		return ExitNotExecutable
+	}
+	return w.loop()
+}
+
+// startHolder starts the holder with a parent-death signal, in its own
+// process group so that a terminal's Ctrl+C reaches the command alone.
+func (w *wrapper) startHolder() error {
+	r, wr, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return err
+	}
+	defer devnull.Close()
+	// The parent-death signal follows the thread that forks, not the
+	// process: keep this goroutine on its thread until the fork is done.
+	runtime.LockOSThread()
+	p, err := os.StartProcess(w.cfg.HolderPath, w.cfg.Holder, &os.ProcAttr{
+		Env:   w.cfg.HolderEnv,
+		Files: []*os.File{devnull, wr, w.cfg.Stderr},
+		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true},
+	})
+	runtime.UnlockOSThread()
+	wr.Close()
+	if err != nil {
+		r.Close()
+		close(w.events)
+		return err
+	}
+	w.holder = &proc{pid: p.Pid}
+	p.Release() // wrap reaps with wait4 itself
+	go func() {
+		defer close(w.events)
+		defer r.Close()
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var e event
+			if json.Unmarshal(sc.Bytes(), &e) == nil {
+				w.events <- e
+			}
+		}
+	}()
+	return nil
+}
+
+// awaitHolding waits, for --require-gpu, until the holder holds the GPUs or
+// fails; it returns why holding failed, or "".
+func (w *wrapper) awaitHolding() string {
+	if w.holder == nil {
+		return "no holder"
+	}
+	for {
+		select {
+		case e, ok := <-w.events:
+			if !ok {
+				if w.holderErr != "" {
+					return w.holderErr
+				}
+				return "the holder exited before holding"
+			}
+			w.handleEvent(e)
+			if e.Event == "holding" {
+				return ""
+			}
+		case s := <-w.sigs:
+			switch s {
+			case syscall.SIGCHLD, syscall.SIGURG:
+				continue
+			case syscall.SIGINT, syscall.SIGTERM:
+				w.release(signalName(s))
+				w.awaitHolderExit(nil)
+				return "interrupted by " + signalName(s)
+			}
+		}
+	}
+}
+
+// startChild starts the command: in its own process group and in the
+// terminal's foreground when stdin is a terminal (so Ctrl+C and a debugger's
+// prompt reach it as they would without keepgpu), in keepgpu's process group
+// otherwise.
+func (w *wrapper) startChild(path string) error {
+	env := append(append([]string{}, w.cfg.Env...),
+		fmt.Sprintf("KEEPGPU_PID=%d", os.Getpid()),
+		signals.ReadyEnv+"="+w.sock.Path())
+	files := []*os.File{w.cfg.Stdin, w.cfg.Stdout, w.cfg.Stderr}
+	var pipes []*os.File
+	if w.cfg.Marker != nil {
+		for i, dst := range []*os.File{w.cfg.Stdout, w.cfg.Stderr} {
+			r, wr, err := os.Pipe()
+			if err != nil {
+				return &execError{ExitFailed, fmt.Sprintf("keepgpu: --ready-marker: %v", err)}
+			}
+			files[i+1] = wr
+			pipes = append(pipes, wr)
+			w.copies.Add(1)
+			go func() {
+				defer w.copies.Done()
+				defer r.Close()
+				if err := w.cfg.Marker.Copy(dst, r); err != nil {
+					// Our end is gone (a closed stdout): let the command see
+					// the broken pipe it would have seen without keepgpu.
+					io.Copy(io.Discard, r)
+				}
+			}()
+		}
+	}
+	sys := &syscall.SysProcAttr{}
+	if isTerminal(w.cfg.Stdin) {
+		sys.Setpgid = true
+		sys.Foreground = true
+		sys.Ctty = 0
+	}
+	p, err := os.StartProcess(path, w.cfg.Command, &os.ProcAttr{Env: env, Files: files, Sys: sys})
+	for _, f := range pipes {
+		f.Close()
+	}
+	if err != nil {
+		return startError(w.cfg.Command[0], err)
+	}
+	w.child = &proc{pid: p.Pid}
+	p.Release()
+	return nil
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// loop forwards signals, reaps, and releases the holder on the first ready
+// signal, until the command has exited and the holder is gone.
+func (w *wrapper) loop() int {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan signals.Source, 1)
+	srcs := append([]signals.Source{w.sock}, w.cfg.Sources...)
+	if w.cfg.Marker != nil {
+		srcs = append(srcs, w.cfg.Marker)
+	}
+	go func() {
+		s, err := signals.First(ctx, srcs...)
+		switch {
+		case err == nil:
+			ready <- s
+		case s != nil && ctx.Err() == nil && !errors.Is(err, signals.ErrClosed):
+			w.warnf("ready %s: %v", s.Name(), err)
+		}
+	}()
+	var maxHold <-chan time.Time
+	if w.cfg.MaxHold > 0 {
+		maxHold = time.After(w.cfg.MaxHold)
+	}
+	events := w.events
+	for {
+		if w.child.done && (w.holder == nil || w.holder.done) && events == nil {
+			break
+		}
+		select {
+		case s := <-w.sigs:
+			w.signal(s)
+		case src := <-ready:
+			w.release(w.readyWhy(src))
+		case <-maxHold:
+			w.release("--max-hold " + w.cfg.MaxHold.String())
+		case e, ok := <-events:
+			if !ok {
+				events = nil
+				w.reap() // the holder closed its events: it is exiting
+				continue
+			}
+			w.handleEvent(e)
+		case <-time.After(time.Second):
+			w.reap() // a SIGCHLD coalesced with another is not lost
+		}
+	}
+	w.finishRelease()
+	w.restoreTerminal()
+	w.waitCopies()
+	return exitStatus(w.child.status)
+}
+
+// readyWhy names what fired for the released line.
+func (w *wrapper) readyWhy(src signals.Source) string {
+	type pather interface{ Path() string }
+	switch src.Name() {
+	case "ready":
+		return "keepgpu ready"
+	case "marker":
+		return "ready marker"
+	case "signal":
+		return "ready signal " + signalName(w.cfg.ReadySignal)
+	}
+	if p, ok := src.(pather); ok {
+		return "ready " + src.Name() + " " + p.Path()
+	}
+	return "ready " + src.Name()
+}
+
+// signal handles one signal caught by keepgpu.
+func (w *wrapper) signal(s os.Signal) {
+	sig, _ := s.(syscall.Signal)
+	switch sig {
+	case syscall.SIGCHLD:
+		w.reap()
+		return
+	case syscall.SIGURG, syscall.SIGTTIN, syscall.SIGTTOU:
+		return // the Go runtime's, and keepgpu's own terminal access
+	}
+	if w.cfg.ReadySignal != nil && s == w.cfg.ReadySignal {
+		return // the ready source has it
+	}
+	if !w.child.done {
+		if err := syscall.Kill(w.child.pid, sig); err != nil && err != syscall.ESRCH {
+			w.warnf("forwarding %s: %v", signalName(s), err)
+		}
+	}
+	if sig == syscall.SIGINT || sig == syscall.SIGTERM {
+		w.release(signalName(s))
+	}
+}
+
+// release asks the holder to hand the GPUs back (once).
+func (w *wrapper) release(why string) {
+	if !w.releasing.IsZero() {
+		return
+	}
+	w.releasing = time.Now()
+	w.releaseWhy = why
+	if w.holder == nil || w.holder.done {
+		w.sock.Released(nil) // nothing held: the caller may go on at once
+		return
+	}
+	syscall.Kill(w.holder.pid, syscall.SIGTERM)
+}
+
+// reap collects every exited child: the command, the holder, and orphans
+// of the command's tree that were reparented to keepgpu.
+func (w *wrapper) reap() {
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		if pid <= 0 || err != nil {
+			return
+		}
+		switch {
+		case w.child != nil && pid == w.child.pid:
+			w.child.done, w.child.status = true, ws
+			w.release("command exited")
+		case w.holder != nil && pid == w.holder.pid:
+			w.holder.done, w.holder.status = true, ws
+			w.holderExited()
+		}
+	}
+}
+
+// holderExited reports the end of the hold.
+func (w *wrapper) holderExited() {
+	// The holder wrote its last events before exiting; read them first.
+	if w.events != nil {
+		for e := range w.events {
+			w.handleEvent(e)
+		}
+	}
+	held := time.Since(w.start).Round(time.Millisecond)
+	switch {
+	case !w.holdingLine && w.holderErr != "":
+		w.warnf("%s; the command runs without held GPUs", w.holderErr)
+	case !w.holdingLine && !w.releasing.IsZero():
+		w.logf("released before any GPU was held (%s after %s)", w.releaseWhy, held)
+	case !w.holdingLine:
+		w.warnf("holding nothing: the holder exited with %s; the command runs without held GPUs", describe(w.holder.status))
+	case !w.releasing.IsZero():
+		w.logf("released the GPUs after %s (%s; %s to release)", held, w.releaseWhy,
+			time.Since(w.releasing).Round(10*time.Microsecond))
+	case w.lastRelease != "":
+		w.logf("released the GPUs after %s (%s)", held, w.lastRelease)
+	default:
+		w.warnf("the GPU holder exited unexpectedly (%s); the command goes on", describe(w.holder.status))
+	}
+	w.releasing = time.Now() // nothing left to release
+	w.sock.Released(nil)
+}
+
+func (w *wrapper) handleEvent(e event) {
+	switch e.Event {
+	case "holding":
+		w.holdingLine = true
+		if w.releasing.IsZero() {
+			w.logf("%s", strings.Replace(e.Message, "; release with Ctrl+C or SIGTERM", " until the command is ready", 1))
+		}
+	case "held", "paused", "resumed", "telemetry", "kernel-failed":
+		w.logf("%s", e.Message)
+	case "tree-use":
+		w.lastRelease = fmt.Sprintf("the command started using gpu %d: %s", e.GPU, e.Reason)
+	case "warning":
+		w.warnf("%s", firstNonEmpty(e.Reason, e.Message))
+	case "error":
+		w.holderErr = firstNonEmpty(e.Message, e.Reason)
+	}
+}
+
+// awaitHolderExit waits until the holder is gone; sigs are still forwarded.
+func (w *wrapper) awaitHolderExit(deadline <-chan time.Time) {
+	kill := time.After(30 * time.Second)
+	for w.holder != nil && !w.holder.done {
+		select {
+		case s := <-w.sigs:
+			if w.child != nil {
+				w.signal(s)
+			} else if s == syscall.SIGCHLD {
+				w.reap()
+			}
+		case e, ok := <-w.events:
+			if ok {
+				w.handleEvent(e)
+			} else {
+				w.reap()
+				time.Sleep(time.Millisecond)
+			}
+		case <-kill:
+			w.warnf("the holder did not exit 30s after SIGTERM; killing it (the driver frees its memory)")
+			syscall.Kill(w.holder.pid, syscall.SIGKILL)
+		case <-deadline:
+			return
+		case <-time.After(50 * time.Millisecond):
+			w.reap()
+		}
+	}
+}
+
+// finishRelease makes sure the holder is gone before keepgpu exits.
+func (w *wrapper) finishRelease() {
+	w.release("command exited")
+	w.awaitHolderExit(nil)
+}
+
+// restoreTerminal gives the terminal back to keepgpu's process group, which
+// the shell that started keepgpu expects in the foreground.
+func (w *wrapper) restoreTerminal() {
+	if isTerminal(w.cfg.Stdin) {
+		unix.IoctlSetPointerInt(int(w.cfg.Stdin.Fd()), unix.TIOCSPGRP, unix.Getpgrp())
+	}
+}
+
+// waitCopies lets the marker copies drain what the command wrote. A
+// descendant that keeps the pipe open must not keep keepgpu alive: after a
+// short grace the copies are abandoned.
+func (w *wrapper) waitCopies() {
+	done := make(chan struct{})
+	go func() { w.copies.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+}
+
+func describe(ws syscall.WaitStatus) string {
+	switch {
+	case ws.Exited():
+		return fmt.Sprintf("exit status %d", ws.ExitStatus())
+	case ws.Signaled():
+		return "signal " + signalName(ws.Signal())
+	}
+	return "unknown status"
+}
+
+func signalName(s os.Signal) string {
+	if sig, ok := s.(syscall.Signal); ok {
+		if n := unix.SignalName(sig); n != "" {
+			return n
+		}
+	}
+	return s.String()
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}

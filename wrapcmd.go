@@ -1,0 +1,191 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/keepgpu/keepgpu/signals"
+	"github.com/keepgpu/keepgpu/wrap"
+)
+
+// WrapCmd is `keepgpu wrap [flags] -- CMD ARGS...`: hold the GPUs while CMD
+// runs, and hand them over when it says it is ready or exits.
+type WrapCmd struct {
+	KeepFlags
+	ReadyFile       string        `name:"ready-file" placeholder:"PATH" help:"Release when PATH appears. It must not exist when keepgpu starts."`
+	Poll            time.Duration `name:"poll" default:"200ms" placeholder:"DURATION" help:"How often --ready-file is also polled, for NFS and Lustre, which send no file events."`
+	ReadyFIFO       string        `name:"ready-fifo" placeholder:"PATH" help:"Release when a line is written to the FIFO at PATH (created 0600 if missing)."`
+	ReadyMarker     string        `name:"ready-marker" placeholder:"TEXT" help:"Release when a line of the command's stdout or stderr contains TEXT."`
+	ReadySignal     string        `name:"ready-signal" placeholder:"SIG" help:"Release when keepgpu receives SIG (for example USR2); it is then not forwarded. Off by default: Slurm sends USR1/USR2 for its own reasons."`
+	ReleaseOnGPUUse bool          `name:"release-on-gpu-use" default:"true" negatable:"" help:"Release as soon as the command or a descendant opens a GPU."`
+	RequireGPU      bool          `name:"require-gpu" help:"Exit 125 without running the command if no GPU can be held."`
+	MaxHold         time.Duration `name:"max-hold" placeholder:"DURATION" help:"Release after this long even if the command is not ready."`
+	Command         []string      `arg:"" passthrough:"partial" name:"command" help:"The command and its arguments."`
+}
+
+// Run runs the command and exits with its status; see wrap.Run.
+func (c *WrapCmd) Run(io *stdio) error {
+	fail := func(format string, args ...any) error {
+		fmt.Fprintf(io.err, "keepgpu: "+format+"\n", args...)
+		return exitCode(wrap.ExitFailed)
+	}
+	if len(c.Command) > 0 && c.Command[0] == "--" {
+		c.Command = c.Command[1:]
+	}
+	if len(c.Command) == 0 {
+		return fail("wrap: no command given (keepgpu wrap [flags] -- CMD ARGS...)")
+	}
+	if _, err := c.options(func(w string) { fmt.Fprintf(io.err, "keepgpu: warning: %s\n", w) }); err != nil {
+		return fail("%v", err)
+	}
+	cfg := wrap.Config{
+		Command:    c.Command,
+		RequireGPU: c.RequireGPU,
+		MaxHold:    c.MaxHold,
+		Quiet:      c.Quiet,
+		SocketDir:  runtimeDir(),
+		Stdin:      os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+	}
+	env := os.Environ()
+	if c.ReadyFile != "" {
+		s, err := signals.File(c.ReadyFile, c.Poll)
+		if err != nil {
+			return fail("--ready-file: %v", err)
+		}
+		cfg.Sources = append(cfg.Sources, s)
+		env = setenv(env, "KEEPGPU_READY_FILE", s.Path())
+	}
+	if c.ReadyFIFO != "" {
+		s, err := signals.FIFO(c.ReadyFIFO)
+		if err != nil {
+			for _, s := range cfg.Sources {
+				s.Close()
+			}
+			return fail("--ready-fifo: %v", err)
+		}
+		cfg.Sources = append(cfg.Sources, s)
+		env = setenv(env, "KEEPGPU_READY_FIFO", s.Path())
+	}
+	if c.ReadyMarker != "" {
+		m, err := signals.Marker(c.ReadyMarker)
+		if err != nil {
+			return fail("--ready-marker: %v", err)
+		}
+		cfg.Marker = m
+		env = setenv(env, "KEEPGPU_READY_MARKER", c.ReadyMarker)
+	}
+	if c.ReadySignal != "" {
+		sig, err := parseSignal(c.ReadySignal)
+		if err != nil {
+			return fail("--ready-signal: %v", err)
+		}
+		cfg.ReadySignal = sig
+		cfg.Sources = append(cfg.Sources, signals.Signal(sig))
+	}
+	cfg.Env = env
+	cfg.HolderPath = "/proc/self/exe"
+	cfg.Holder = c.holderArgs()
+	cfg.HolderEnv = holderEnv()
+	return exitCode(wrap.Run(cfg))
+}
+
+// holderArgs is the command line of the holder process: the same keepgpu
+// binary, told everything explicitly.
+func (c *WrapCmd) holderArgs() []string {
+	args := []string{os.Args[0], "hold", "--supervised",
+		"--gpus", c.GPUs.String(), "--vram", c.VRAM.String(),
+		"--util", strconv.Itoa(c.Util), "--busy-threshold", strconv.Itoa(c.BusyThreshold),
+		"--interval", time.Duration(c.Interval).String()}
+	if c.AllowPartial {
+		args = append(args, "--allow-partial")
+	}
+	if c.ReleaseOnGPUUse {
+		args = append(args, "--tree-of", strconv.Itoa(os.Getpid()))
+	}
+	return args
+}
+
+// holderEnv is keepgpu's environment without KEEPGPU_* settings, which the
+// holder's explicit flags replace.
+func holderEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KEEPGPU_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func setenv(env []string, key, value string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, key+"=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, key+"="+value)
+}
+
+// parseSignal reads USR2, SIGUSR2 or 12.
+func parseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n >= 65 {
+			return 0, fmt.Errorf("%q: no such signal", s)
+		}
+		sig := syscall.Signal(n)
+		if sig == syscall.SIGKILL || sig == syscall.SIGSTOP {
+			return 0, fmt.Errorf("%q cannot be caught", s)
+		}
+		return sig, nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	sig := unix.SignalNum(name)
+	switch sig {
+	case 0:
+		return 0, fmt.Errorf("%q: no such signal", s)
+	case syscall.SIGKILL, syscall.SIGSTOP:
+		return 0, fmt.Errorf("%q cannot be caught", s)
+	case syscall.SIGCHLD, syscall.SIGINT, syscall.SIGTERM:
+		return 0, fmt.Errorf("%q already has a meaning to keepgpu wrap", s)
+	}
+	return sig, nil
+}
+
+// runtimeDir is where per-run sockets go: the user's XDG runtime dir, or
+// the temporary directory.
+func runtimeDir() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() && len(d) < 60 {
+			return d
+		}
+	}
+	return os.TempDir()
+}
+
+// ReadyCmd is `keepgpu ready`: tell the surrounding keepgpu wrap that the
+// command is ready for its GPUs.
+type ReadyCmd struct {
+	NoWait  bool          `name:"no-wait" help:"Return once the request is accepted, before the GPUs are released."`
+	Timeout time.Duration `name:"timeout" default:"60s" placeholder:"DURATION" help:"Give up after this long (0: wait as long as it takes)."`
+}
+
+// Run asks for the release and, unless --no-wait, returns once the holder
+// has exited and its VRAM is back with the driver.
+func (c *ReadyCmd) Run(io *stdio) error {
+	ctx, cancel := contextWithTimeout(c.Timeout)
+	defer cancel()
+	if err := signals.Ready(ctx, os.Getenv(signals.ReadyEnv), !c.NoWait); err != nil {
+		return err
+	}
+	return nil
+}
