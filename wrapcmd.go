@@ -20,6 +20,7 @@ type WrapCmd struct {
 	KeepFlags
 	ReadyFile       string        `name:"ready-file" placeholder:"PATH" help:"Release when PATH appears. It must not exist when keepgpu starts."`
 	Poll            time.Duration `name:"poll" default:"200ms" placeholder:"DURATION" help:"How often --ready-file is also polled, for NFS and Lustre, which send no file events."`
+	PollOnly        bool          `name:"poll-only" help:"Watch --ready-file by polling alone, without inotify (for file systems whose change events mislead)."`
 	ReadyFIFO       string        `name:"ready-fifo" placeholder:"PATH" help:"Release when a line is written to the FIFO at PATH (created 0600 if missing)."`
 	ReadyMarker     string        `name:"ready-marker" placeholder:"TEXT" help:"Release when a line of the command's stdout or stderr contains TEXT."`
 	ReadySignal     string        `name:"ready-signal" placeholder:"SIG" help:"Release when keepgpu receives SIG (for example USR2); it is then not forwarded. Off by default: Slurm sends USR1/USR2 for its own reasons."`
@@ -54,7 +55,11 @@ func (c *WrapCmd) Run(io *stdio) error {
 	}
 	env := os.Environ()
 	if c.ReadyFile != "" {
-		s, err := signals.File(c.ReadyFile, c.Poll)
+		watch := signals.File
+		if c.PollOnly {
+			watch = signals.PollFile
+		}
+		s, err := watch(c.ReadyFile, c.Poll)
 		if err != nil {
 			return fail("--ready-file: %v", err)
 		}

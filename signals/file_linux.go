@@ -58,8 +58,14 @@ func File(path string, poll time.Duration) (*FileSource, error) {
 	return newFile(path, poll, true)
 }
 
-// newFile is File with inotify optional, so that tests can exercise the
-// poll-only mode that NFS effectively gets.
+// PollFile is File without inotify: it only stats path every poll. It is
+// what a file system without change events (NFS, Lustre) gets from File,
+// and what `keepgpu wrap --poll-only` asks for.
+func PollFile(path string, poll time.Duration) (*FileSource, error) {
+	return newFile(path, poll, false)
+}
+
+// newFile is File with inotify optional.
 func newFile(path string, poll time.Duration, useInotify bool) (*FileSource, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
