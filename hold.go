@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/keepgpu/keepgpu/cuda"
 	"github.com/keepgpu/keepgpu/keeper"
 	"github.com/keepgpu/keepgpu/signals"
 	"github.com/keepgpu/keepgpu/wrap"
@@ -90,29 +92,38 @@ func (c *HoldCmd) Run(io *stdio) error {
 		g, err := keeper.Hold(context.Background(), c.GPUs, opt)
 		startc <- started{g, err}
 	}()
-	var g *keeper.Group
-	select {
-	case s := <-sigs:
-		// Still loading the driver or allocating: exiting is the fastest
-		// release there is, and the driver takes back all a process held.
-		p.info("released", "released while starting ("+signalName(s)+")", map[string]any{"reason": signalName(s)})
-		return exitCode(0)
-	case r := <-startc:
-		if r.err != nil {
-			if errors.Is(r.err, keeper.ErrNoGPU) {
-				p.info("error", r.err.Error(), nil)
-				return exitCode(1)
+	// A signal while the driver loads or the VRAM is allocated is kept and
+	// acted on once the GPUs are held, so that they are released
+	// explicitly; a second signal exits at once (the driver takes back
+	// whatever a process that exits held).
+	var pending os.Signal
+	var r started
+	for waiting := true; waiting; {
+		select {
+		case s := <-sigs:
+			if pending != nil {
+				p.info("released", "released while starting ("+signalName(s)+")", map[string]any{"reason": signalName(s)})
+				return exitCode(0)
 			}
-			if c.Supervised {
-				p.info("error", r.err.Error(), nil)
-				return exitCode(1)
-			}
-			return r.err
+			pending = s
+		case r = <-startc:
+			waiting = false
 		}
-		g = r.g
 	}
+	if r.err != nil {
+		if errors.Is(r.err, keeper.ErrNoGPU) {
+			p.info("error", r.err.Error(), nil)
+			return exitCode(1)
+		}
+		if c.Supervised {
+			p.info("error", r.err.Error(), nil)
+			return exitCode(1)
+		}
+		return r.err
+	}
+	g := r.g
 	held := g.Status()
-	p.info("holding", fmt.Sprintf("holding %d GPU(s); release with Ctrl+C or SIGTERM", len(held)), map[string]any{"gpus": held})
+	p.info("holding", holdingLine(held, c.Util)+"; release with Ctrl+C or SIGTERM", map[string]any{"gpus": held})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -130,7 +141,7 @@ func (c *HoldCmd) Run(io *stdio) error {
 	}
 	var why string
 	select {
-	case s := <-sigs:
+	case s := <-signalOr(sigs, pending):
 		why = signalName(s)
 	case <-maxHold:
 		why = "--max-hold " + c.MaxHold.String()
@@ -146,8 +157,26 @@ func (c *HoldCmd) Run(io *stdio) error {
 		p.info("error", "release: "+err.Error(), fields)
 		return exitCode(1)
 	}
-	p.info("released", fmt.Sprintf("released %d GPU(s) after %s (%s)", len(held), g.Held().Round(time.Millisecond), why), fields)
+	p.info("released", fmt.Sprintf("released %d GPU%s after %s (%s)", len(held), plural(len(held)), g.Held().Round(time.Millisecond), why), fields)
 	return nil
+}
+
+// holdingLine is the one startup line that says what is held:
+// "holding 2 GPUs: gpu 0 (GPU-…, NVIDIA H200) 2.0 GiB, gpu 1 (…) 2.0 GiB; kernel at 30%".
+func holdingLine(held []keeper.Status, util int) string {
+	parts := make([]string, len(held))
+	for i, s := range held {
+		parts[i] = fmt.Sprintf("gpu %d (%s, %s) %s", s.GPU, s.UUID, s.Name, cuda.FormatBytes(s.Bytes))
+	}
+	noun := "GPUs"
+	if len(held) == 1 {
+		noun = "GPU"
+	}
+	kernel := fmt.Sprintf("kernel at %d%%", util)
+	if util == 0 {
+		kernel = "no kernel (--util 0)"
+	}
+	return fmt.Sprintf("holding %d %s: %s; %s", len(held), noun, strings.Join(parts, ", "), kernel)
 }
 
 func signalName(s os.Signal) string {
@@ -162,4 +191,21 @@ func signalName(s os.Signal) string {
 var signalNames = map[syscall.Signal]string{
 	syscall.SIGHUP: "HUP", syscall.SIGINT: "INT", syscall.SIGQUIT: "QUIT", syscall.SIGTERM: "TERM",
 	syscall.SIGUSR1: "USR1", syscall.SIGUSR2: "USR2",
+}
+
+// signalOr returns sigs, or a channel that already holds pending.
+func signalOr(sigs chan os.Signal, pending os.Signal) <-chan os.Signal {
+	if pending == nil {
+		return sigs
+	}
+	c := make(chan os.Signal, 1)
+	c <- pending
+	return c
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }

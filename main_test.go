@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,7 +28,43 @@ func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"keepgpu": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
 		"fakegpu": func() { os.Exit(fakegpu.Main(os.Args[1:], os.Stdout, os.Stderr)) },
+		"sigs":    sigsMain,
 	})
+}
+
+// sigsMain is `sigs LOG`: a command that records every signal it gets, one
+// name per line in LOG, creates LOG.ready once it listens, and exits 0
+// after SIGTERM.
+func sigsMain() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: sigs LOG")
+		os.Exit(2)
+	}
+	c := make(chan os.Signal, 64)
+	signal.Notify(c)
+	log, err := os.OpenFile(os.Args[1], os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if err := os.WriteFile(os.Args[1]+".ready", nil, 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for s := range c {
+		sig := s.(syscall.Signal)
+		if sig == syscall.SIGURG || sig == syscall.SIGCHLD {
+			continue
+		}
+		name := unix.SignalName(sig)
+		if name == "" {
+			name = fmt.Sprintf("signal %d", int(sig))
+		}
+		fmt.Fprintln(log, name)
+		if sig == syscall.SIGTERM {
+			os.Exit(0)
+		}
+	}
 }
 
 // TestScripts runs testdata/script/*.txtar: the real binary, real child
@@ -63,6 +101,7 @@ func TestScripts(t *testing.T) {
 			"signal":   cmdSignal,
 			"exitcode": cmdExitcode,
 			"waitfile": cmdWaitfile,
+			"waitline": cmdWaitline,
 		},
 	})
 }
@@ -285,6 +324,20 @@ func cmdExitcode(ts *testscript.TestScript, neg bool, args []string) {
 	if got != want {
 		ts.Fatalf("%s exited %d; want %d", args[1], got, want)
 	}
+}
+
+// cmdWaitline: waitline FILE REGEXP — wait until a line of FILE matches.
+func cmdWaitline(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: waitline FILE REGEXP")
+	}
+	re, err := regexp.Compile("(?m)" + args[1])
+	ts.Check(err)
+	path := ts.MkAbs(args[0])
+	poll(ts, "waitline "+args[0]+" "+args[1], func() (bool, string) {
+		b, _ := os.ReadFile(path)
+		return re.Match(b), fmt.Sprintf("%q", b)
+	})
 }
 
 // cmdWaitfile: waitfile PATH — wait until PATH exists.

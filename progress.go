@@ -70,8 +70,8 @@ func (p *progress) event(e keeper.Event) {
 		}{e, msg})
 		return
 	}
-	// Released GPUs get one summary line instead, from the caller.
-	if e.Kind == "released" || (p.quiet && e.Kind != "error" && e.Kind != "kernel-failed") {
+	// Held and released GPUs get one summary line instead, from the caller.
+	if e.Kind == "held" || e.Kind == "released" || (p.quiet && e.Kind != "error" && e.Kind != "kernel-failed") {
 		return
 	}
 	fmt.Fprintf(p.w, "keepgpu: %s\n", msg)

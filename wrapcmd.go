@@ -27,7 +27,7 @@ type WrapCmd struct {
 	ReleaseOnGPUUse bool          `name:"release-on-gpu-use" default:"true" negatable:"" help:"Release as soon as the command or a descendant opens a GPU."`
 	RequireGPU      bool          `name:"require-gpu" help:"Exit 125 without running the command if no GPU can be held."`
 	MaxHold         time.Duration `name:"max-hold" placeholder:"DURATION" help:"Release after this long even if the command is not ready."`
-	Command         []string      `arg:"" passthrough:"partial" name:"command" help:"The command and its arguments."`
+	Command         []string      `arg:"" optional:"" passthrough:"partial" name:"command" help:"The command and its arguments."`
 }
 
 // Run runs the command and exits with its status; see wrap.Run.

@@ -47,7 +47,7 @@ const (
 	DefaultWindow = 100 * time.Millisecond
 	// DefaultSlice is the longest single kernel launch. Release waits for the
 	// kernel in flight, so this bounds how long a release can take.
-	DefaultSlice = 5 * time.Millisecond
+	DefaultSlice = 2 * time.Millisecond
 )
 
 // Options configure a Group.

@@ -416,6 +416,13 @@ func (w *wrapper) release(why string) {
 		w.sock.Released(nil) // nothing held: the caller may go on at once
 		return
 	}
+	if !w.holdingLine {
+		// Still loading the driver or allocating: do not wait for that to
+		// finish only to undo it. A process that dies hands everything it
+		// held back to the driver before its parent can reap it.
+		syscall.Kill(w.holder.pid, syscall.SIGKILL)
+		return
+	}
 	syscall.Kill(w.holder.pid, syscall.SIGTERM)
 }
 
@@ -452,7 +459,7 @@ func (w *wrapper) holderExited() {
 	case !w.holdingLine && w.holderErr != "":
 		w.warnf("%s; the command runs without held GPUs", w.holderErr)
 	case !w.holdingLine && !w.releasing.IsZero():
-		w.logf("released before any GPU was held (%s after %s)", w.releaseWhy, held)
+		w.logf("stopped the holder before any GPU was held (%s after %s)", w.releaseWhy, held)
 	case !w.holdingLine:
 		w.warnf("holding nothing: the holder exited with %s; the command runs without held GPUs", describe(w.holder.status))
 	case !w.releasing.IsZero():
@@ -474,7 +481,7 @@ func (w *wrapper) handleEvent(e event) {
 		if w.releasing.IsZero() {
 			w.logf("%s", strings.Replace(e.Message, "; release with Ctrl+C or SIGTERM", " until the command is ready", 1))
 		}
-	case "held", "paused", "resumed", "telemetry", "kernel-failed":
+	case "paused", "resumed", "telemetry", "kernel-failed":
 		w.logf("%s", e.Message)
 	case "tree-use":
 		w.lastRelease = fmt.Sprintf("the command started using gpu %d: %s", e.GPU, e.Reason)
