@@ -89,19 +89,23 @@ func TestScripts(t *testing.T) {
 			}
 			env.Defer(func() { os.RemoveAll(tmp) })
 			env.Setenv("XDG_RUNTIME_DIR", tmp)
+			// The race detector sleeps a second at exit by default, which
+			// would make every release look a second slow.
+			env.Setenv("GORACE", "atexit_sleep_ms=0")
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"gpus":     cmdGPUs,
-			"held":     cmdHeld,
-			"free":     cmdFree,
-			"running":  cmdRunning,
-			"paused":   cmdPaused,
-			"foreign":  cmdForeign,
-			"signal":   cmdSignal,
-			"exitcode": cmdExitcode,
-			"waitfile": cmdWaitfile,
-			"waitline": cmdWaitline,
+			"gpus":        cmdGPUs,
+			"held":        cmdHeld,
+			"killholders": cmdKillHolders,
+			"free":        cmdFree,
+			"running":     cmdRunning,
+			"paused":      cmdPaused,
+			"foreign":     cmdForeign,
+			"signal":      cmdSignal,
+			"exitcode":    cmdExitcode,
+			"waitfile":    cmdWaitfile,
+			"waitline":    cmdWaitline,
 		},
 	})
 }
@@ -213,8 +217,9 @@ func poll(ts *testscript.TestScript, what string, ok func() (bool, string)) {
 	}
 }
 
-// cmdHeld: held GPU SIZE — wait until one live process holds a context
-// and exactly SIZE bytes on GPU, as the fake driver records it.
+// cmdHeld: [!] held GPU SIZE — wait until one live process holds a context
+// and exactly SIZE bytes on GPU, as the fake driver records it (with !:
+// until none does).
 func cmdHeld(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 {
 		ts.Fatalf("usage: held GPU SIZE")
@@ -226,11 +231,33 @@ func cmdHeld(ts *testscript.TestScript, neg bool, args []string) {
 		procs := ours(ts, gpu)
 		for _, p := range procs {
 			if p.Alive && p.Contexts > 0 && p.Bytes == size.Bytes {
-				return true, ""
+				return !neg, fmt.Sprintf("%+v", procs)
 			}
 		}
-		return false, fmt.Sprintf("%+v", procs)
+		return neg, fmt.Sprintf("%+v", procs)
 	})
+}
+
+// cmdKillHolders: killholders GPU SIG — send SIG to every live process that
+// is not a foreign one and has a record on GPU.
+func cmdKillHolders(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: killholders GPU SIG")
+	}
+	sig := unix.SignalNum("SIG" + args[1])
+	if sig == 0 {
+		ts.Fatalf("killholders: unknown signal %s", args[1])
+	}
+	n := 0
+	for _, p := range ours(ts, gpuArg(ts, args[0])) {
+		if p.Alive {
+			ts.Check(syscall.Kill(p.PID, sig))
+			n++
+		}
+	}
+	if n == 0 {
+		ts.Fatalf("killholders: no live holder on gpu %s", args[0])
+	}
 }
 
 // cmdFree: free GPU — wait until no process but the foreign ones has a

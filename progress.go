@@ -49,6 +49,8 @@ func (p *progress) message(e keeper.Event) string {
 		}
 	case "released":
 		msg = "released"
+	case "warning":
+		msg = e.Reason
 	default:
 		msg = e.Kind + ": " + e.Reason
 	}
@@ -70,8 +72,12 @@ func (p *progress) event(e keeper.Event) {
 		}{e, msg})
 		return
 	}
-	// Held and released GPUs get one summary line instead, from the caller.
-	if e.Kind == "held" || e.Kind == "released" || (p.quiet && e.Kind != "error" && e.Kind != "kernel-failed") {
+	switch {
+	case e.Kind == "held" || e.Kind == "released":
+		return // one summary line instead, from the caller
+	case e.Kind == "warning":
+		msg = "warning: " + msg
+	case p.quiet && e.Kind != "error" && e.Kind != "kernel-failed":
 		return
 	}
 	fmt.Fprintf(p.w, "keepgpu: %s\n", msg)

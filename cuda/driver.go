@@ -6,6 +6,7 @@ package cuda
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -103,7 +104,11 @@ func Load() (*Driver, error) {
 }
 
 func load(name string) (*Driver, error) {
+	// dlerror is per thread: keep dlopen and dlerror on one, or the reason
+	// why the library did not load is lost.
+	runtime.LockOSThread()
 	h, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_LOCAL)
+	runtime.UnlockOSThread()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoLibrary, err)
 	}

@@ -46,7 +46,7 @@ func Hold(ctx context.Context, sel GPUs, opt Options) (*Group, error) {
 			s, err := nv.Sample(g.UUID)
 			if err == nil && s.ModeErr == nil && s.ComputeMode == cuda.ComputeExclusiveProcess {
 				emit(Event{Time: time.Now(), Kind: "warning", GPU: g.Ordinal, UUID: g.UUID,
-					Reason: "exclusive-process compute mode: no other process can create a context while keepgpu holds this GPU"})
+					Reason: "exclusive-process compute mode: no other process can create a context while keepgpu holds this GPU; give the command a ready signal before it starts CUDA"})
 			}
 		}
 	}

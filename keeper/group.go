@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -56,6 +57,13 @@ func Start(ctx context.Context, gpus []cuda.DeviceInfo, open Open, opt Options) 
 				return nil, fmt.Errorf("gpu %d (%s): %w", g.Ordinal, g.UUID, err)
 			}
 		}
+	}
+	// Every GPU's context has a thread that sits in the driver now and
+	// then; leave the Go scheduler slots to spare so that a signal or a
+	// release is never queued behind them (a job may have fewer CPUs than
+	// GPUs).
+	if n := len(gpus) + 2; runtime.GOMAXPROCS(0) < n {
+		runtime.GOMAXPROCS(n)
 	}
 	var emitMu sync.Mutex
 	emit := func(e Event) {

@@ -159,11 +159,17 @@ func (k *keeper) run(ctx context.Context) {
 }
 
 // burn runs the kernel for on, in slices so a release never waits long.
+// The goroutine sleeps while a slice runs and only then synchronises, so
+// no scheduler slot is tied up in the driver while the GPU works.
 func (k *keeper) burn(ctx context.Context, on time.Duration) {
 	for left := on; left > 0 && ctx.Err() == nil; {
 		slice := min(left, k.opt.Slice)
 		err := k.dev.Launch(slice)
 		if err == nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(slice):
+			}
 			err = k.dev.Sync()
 		}
 		if err != nil {

@@ -389,8 +389,11 @@ func (w *wrapper) signal(s os.Signal) {
 	case syscall.SIGCHLD:
 		w.reap()
 		return
-	case syscall.SIGURG, syscall.SIGTTIN, syscall.SIGTTOU:
-		return // the Go runtime's, and keepgpu's own terminal access
+	case syscall.SIGURG, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGPIPE:
+		// The Go runtime's own; keepgpu's own terminal access; and a broken
+		// pipe of keepgpu's (a ready client that hung up), which says
+		// nothing to the command.
+		return
 	}
 	if w.cfg.ReadySignal != nil && s == w.cfg.ReadySignal {
 		return // the ready source has it
@@ -461,14 +464,14 @@ func (w *wrapper) holderExited() {
 	case !w.holdingLine && !w.releasing.IsZero():
 		w.logf("stopped the holder before any GPU was held (%s after %s)", w.releaseWhy, held)
 	case !w.holdingLine:
-		w.warnf("holding nothing: the holder exited with %s; the command runs without held GPUs", describe(w.holder.status))
+		w.warnf("the GPU holder exited (%s) before holding anything; the command goes on", describe(w.holder.status))
 	case !w.releasing.IsZero():
 		w.logf("released the GPUs after %s (%s; %s to release)", held, w.releaseWhy,
 			time.Since(w.releasing).Round(10*time.Microsecond))
 	case w.lastRelease != "":
 		w.logf("released the GPUs after %s (%s)", held, w.lastRelease)
 	default:
-		w.warnf("the GPU holder exited unexpectedly (%s); the command goes on", describe(w.holder.status))
+		w.warnf("the GPU holder exited (%s); the command goes on", describe(w.holder.status))
 	}
 	w.releasing = time.Now() // nothing left to release
 	w.sock.Released(nil)
@@ -479,14 +482,14 @@ func (w *wrapper) handleEvent(e event) {
 	case "holding":
 		w.holdingLine = true
 		if w.releasing.IsZero() {
-			w.logf("%s", strings.Replace(e.Message, "; release with Ctrl+C or SIGTERM", " until the command is ready", 1))
+			w.logf("%s", strings.Replace(e.Message, "; release with Ctrl+C or SIGTERM", "; until the command is ready", 1))
 		}
 	case "paused", "resumed", "telemetry", "kernel-failed":
 		w.logf("%s", e.Message)
 	case "tree-use":
 		w.lastRelease = fmt.Sprintf("the command started using gpu %d: %s", e.GPU, e.Reason)
 	case "warning":
-		w.warnf("%s", firstNonEmpty(e.Reason, e.Message))
+		w.warnf("%s", firstNonEmpty(e.Message, e.Reason))
 	case "error":
 		w.holderErr = firstNonEmpty(e.Message, e.Reason)
 	}

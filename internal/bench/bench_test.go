@@ -1,0 +1,55 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary be the wrapped command, as the bench
+// binary is.
+func TestMain(m *testing.M) {
+	if role := os.Getenv(childEnv); role != "" {
+		os.Exit(child(role))
+	}
+	os.Exit(m.Run())
+}
+
+// TestRun runs a tiny benchmark end to end against a freshly built keepgpu:
+// every figure must be measured and the table printed. Timings are not
+// checked: they depend on the machine.
+func TestRun(t *testing.T) {
+	keepgpu := filepath.Join(t.TempDir(), "keepgpu")
+	build := exec.Command("go", "build", "-o", keepgpu, "github.com/keepgpu/keepgpu")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build keepgpu: %v\n%s", err, out)
+	}
+	// Under -race the children are race-instrumented too: spare them the
+	// race runtime's second of sleep at exit.
+	t.Setenv("GORACE", "atexit_sleep_ms=0")
+	cfg := config{keepgpu: keepgpu, n: 3, runs: 3, mib: 4, reps: 1, sleep: 500 * time.Millisecond}
+	var out, log bytes.Buffer
+	if err := run(cfg, &out, &log); err != nil {
+		t.Fatalf("run: %v\nprogress:\n%s", err, log.String())
+	}
+	report := out.String()
+	t.Logf("\n%s", report)
+	want := []string{"| figure | measured | target | ok? |", "GPU: none — the project's fake driver"}
+	for _, s := range sources {
+		want = append(want, "ready → holder exited: "+s.label)
+	}
+	for _, v := range variants {
+		want = append(want, "stdout throughput: "+v.label)
+	}
+	want = append(want, "`keepgpu ready` called → returned", "`keepgpu version` wall time", "`wrap -- true` − `true`",
+		"wrapper memory", "holder memory")
+	for _, s := range want {
+		if !strings.Contains(report, s) {
+			t.Errorf("report lacks %q", s)
+		}
+	}
+}
