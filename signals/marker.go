@@ -52,7 +52,7 @@ func (m *MarkerSource) Close() error {
 // seen, by this Copy or by another, or m is closed, the rest is a plain
 // io.Copy. Copy may run concurrently for stdout and stderr on one m.
 func (m *MarkerSource) Copy(dst io.Writer, src io.Reader) error {
-	buf := make([]byte, 32*1024)
+	buf := make([]byte, 256*1024)
 	keep := len(m.text) - 1
 	// tail holds the last keep bytes seen, newlines included, followed
 	// by scratch room for the first keep bytes of the next chunk: a match

@@ -130,7 +130,6 @@ func (w *wrapper) run() int {
 	// Catch every signal before anything starts, so none is lost.
 	w.sigs = make(chan os.Signal, 64)
 	signal.Notify(w.sigs)
-	defer signal.Reset()
 	// keepgpu may sit in a background process group while the command owns
 	// the terminal: it must not stop when it writes its lines.
 	signal.Ignore(syscall.SIGTTOU, syscall.SIGTTIN)
@@ -276,6 +275,9 @@ func (w *wrapper) startChild(path string) error {
 			if err != nil {
 				return &execError{ExitFailed, fmt.Sprintf("keepgpu: --ready-marker: %v", err)}
 			}
+			// A roomier pipe means fewer wake-ups per megabyte copied; the
+			// kernel may refuse (pipe-max-size), which costs only speed.
+			unix.FcntlInt(r.Fd(), unix.F_SETPIPE_SZ, 1<<20)
 			files[i+1] = wr
 			pipes = append(pipes, wr)
 			w.copies.Add(1)
