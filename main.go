@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -46,16 +47,8 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 			code = int(c)
 		}
 	}()
-	parser, err := kong.New(&cli,
-		kong.Name("keepgpu"),
-		kong.Description("Hold a job's GPUs while it does CPU work; hand them over the moment it is ready."),
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(c int) { panic(exitCode(c)) }),
-		kong.DefaultEnvars("KEEPGPU"),
-		kong.WithHyphenPrefixedParameters(true), // --busy-threshold -1
-		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-		kong.Bind(&stdio{out: stdout, err: stderr}),
-	)
+	unsetEmpty()
+	parser, err := newParser(&cli, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "keepgpu: %v\n", err)
 		return 2
@@ -90,6 +83,30 @@ func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 		return context.WithCancel(context.Background())
 	}
 	return context.WithTimeout(context.Background(), d)
+}
+
+// unsetEmpty drops empty KEEPGPU_* variables: an `export KEEPGPU_VRAM=` in
+// a batch script means "not set", not "set to nothing".
+func unsetEmpty() {
+	for _, kv := range os.Environ() {
+		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "KEEPGPU_") && v == "" {
+			os.Unsetenv(k)
+		}
+	}
+}
+
+// newParser builds keepgpu's command-line parser around cli.
+func newParser(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
+	return kong.New(cli,
+		kong.Name("keepgpu"),
+		kong.Description("Hold a job's GPUs while it does CPU work; hand them over the moment it is ready."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(c int) { panic(exitCode(c)) }),
+		kong.DefaultEnvars("KEEPGPU"),
+		kong.WithHyphenPrefixedParameters(true), // --busy-threshold -1
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Bind(&stdio{out: stdout, err: stderr}),
+	)
 }
 
 func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
