@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/keepgpu/keepgpu/cuda"
 	"github.com/keepgpu/keepgpu/keeper"
 	"github.com/keepgpu/keepgpu/signals"
@@ -181,16 +183,11 @@ func holdingLine(held []keeper.Status, util int) string {
 
 func signalName(s os.Signal) string {
 	if n, ok := s.(syscall.Signal); ok {
-		if name, ok := signalNames[n]; ok {
-			return "SIG" + name
+		if name := unix.SignalName(n); name != "" {
+			return name
 		}
 	}
 	return s.String()
-}
-
-var signalNames = map[syscall.Signal]string{
-	syscall.SIGHUP: "HUP", syscall.SIGINT: "INT", syscall.SIGQUIT: "QUIT", syscall.SIGTERM: "TERM",
-	syscall.SIGUSR1: "USR1", syscall.SIGUSR2: "USR2",
 }
 
 // signalOr returns sigs, or a channel that already holds pending.

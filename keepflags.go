@@ -18,7 +18,7 @@ type KeepFlags struct {
 	Interval      keeper.Interval `name:"interval" default:"2s" placeholder:"DURATION" help:"How often telemetry is read: a duration (2s, 500ms) or seconds (300)."`
 	AllowPartial  bool            `name:"allow-partial" help:"Keep holding the GPUs that started when others fail."`
 	Threshold     string          `name:"threshold" hidden:"" help:"Deprecated (KeepGPU): an integer sets --busy-threshold, a size sets --vram."`
-	Quiet         bool            `name:"quiet" short:"q" help:"Print only errors."`
+	Quiet         bool            `name:"quiet" short:"q" help:"Print only warnings and errors."`
 	LogFormat     string          `name:"log-format" enum:"text,json" default:"text" help:"Progress on stderr as text or JSON lines (${enum})."`
 }
 
