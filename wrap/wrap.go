@@ -127,29 +127,25 @@ func (w *wrapper) run() int {
 		return err.(*execError).status
 	}
 
-	// Catch every signal before anything starts, so none is lost.
+	// Catch every signal before anything starts, so none is lost. Caught
+	// (not ignored) signals are reset to their defaults in the processes
+	// keepgpu starts, so the command inherits no change.
 	w.sigs = make(chan os.Signal, 64)
 	signal.Notify(w.sigs)
-	// keepgpu may sit in a background process group while the command owns
-	// the terminal: it must not stop when it writes its lines.
-	signal.Ignore(syscall.SIGTTOU, syscall.SIGTTIN)
 
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		w.warnf("cannot become a child subreaper: %v", err)
 	}
 
-	sockDir, err := os.MkdirTemp(w.cfg.SocketDir, "keepgpu-")
-	if err != nil {
-		fmt.Fprintf(w.cfg.Stderr, "keepgpu: ready socket: %v\n", err)
-		return ExitFailed
+	if dir, err := os.MkdirTemp(w.cfg.SocketDir, "keepgpu-"); err != nil {
+		w.warnf("no keepgpu ready socket: %v", err)
+	} else if w.sock, err = signals.Listen(dir + "/ready.sock"); err != nil {
+		w.warnf("no keepgpu ready socket: %v", err)
+		os.RemoveAll(dir)
+	} else {
+		defer os.RemoveAll(dir)
+		defer w.sock.Close()
 	}
-	defer os.RemoveAll(sockDir)
-	w.sock, err = signals.Listen(sockDir + "/ready.sock")
-	if err != nil {
-		fmt.Fprintf(w.cfg.Stderr, "keepgpu: ready socket: %v\n", err)
-		return ExitFailed
-	}
-	defer w.sock.Close()
 
 	w.events = make(chan event, 64)
 	if w.cfg.Holder != nil {
@@ -264,9 +260,10 @@ func (w *wrapper) awaitHolding() string {
 // prompt reach it as they would without keepgpu), in keepgpu's process group
 // otherwise.
 func (w *wrapper) startChild(path string) error {
-	env := append(append([]string{}, w.cfg.Env...),
-		fmt.Sprintf("KEEPGPU_PID=%d", os.Getpid()),
-		signals.ReadyEnv+"="+w.sock.Path())
+	env := append(append([]string{}, w.cfg.Env...), fmt.Sprintf("KEEPGPU_PID=%d", os.Getpid()))
+	if w.sock != nil {
+		env = append(env, signals.ReadyEnv+"="+w.sock.Path())
+	}
 	files := []*os.File{w.cfg.Stdin, w.cfg.Stdout, w.cfg.Stderr}
 	var pipes []*os.File
 	if w.cfg.Marker != nil {
@@ -307,6 +304,13 @@ func (w *wrapper) startChild(path string) error {
 	}
 	w.child = &proc{pid: p.Pid}
 	p.Release()
+	if sys.Foreground {
+		// The command owns the terminal now and keepgpu is in the
+		// background: writing its lines (with stty tostop) or handing the
+		// terminal back at the end must not stop it or loop on SIGTTOU.
+		// The command was started before this and keeps the defaults.
+		signal.Ignore(syscall.SIGTTOU, syscall.SIGTTIN)
+	}
 	return nil
 }
 
@@ -321,7 +325,10 @@ func (w *wrapper) loop() int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ready := make(chan signals.Source, 1)
-	srcs := append([]signals.Source{w.sock}, w.cfg.Sources...)
+	srcs := append([]signals.Source{}, w.cfg.Sources...)
+	if w.sock != nil {
+		srcs = append(srcs, w.sock)
+	}
 	if w.cfg.Marker != nil {
 		srcs = append(srcs, w.cfg.Marker)
 	}
@@ -418,7 +425,7 @@ func (w *wrapper) release(why string) {
 	w.releasing = time.Now()
 	w.releaseWhy = why
 	if w.holder == nil || w.holder.done {
-		w.sock.Released(nil) // nothing held: the caller may go on at once
+		w.released(nil) // nothing held: the caller may go on at once
 		return
 	}
 	if !w.holdingLine {
@@ -476,7 +483,14 @@ func (w *wrapper) holderExited() {
 		w.warnf("the GPU holder exited (%s); the command goes on", describe(w.holder.status))
 	}
 	w.releasing = time.Now() // nothing left to release
-	w.sock.Released(nil)
+	w.released(nil)
+}
+
+// released answers every `keepgpu ready` caller.
+func (w *wrapper) released(err error) {
+	if w.sock != nil {
+		w.sock.Released(err)
+	}
 }
 
 func (w *wrapper) handleEvent(e event) {
