@@ -94,6 +94,7 @@ type wrapper struct {
 	events chan event
 	sock   *signals.ReadySocket
 
+	foreground  bool      // the command has its own process group, in the terminal's foreground
 	releasing   time.Time // when SIGTERM went to the holder
 	releaseWhy  string
 	holdingLine bool // "holding" was printed
@@ -128,10 +129,13 @@ func (w *wrapper) run() int {
 	}
 
 	// Catch every signal before anything starts, so none is lost. Caught
-	// (not ignored) signals are reset to their defaults in the processes
-	// keepgpu starts, so the command inherits no change.
+	// signals are reset to their defaults in the processes keepgpu starts;
+	// signals keepgpu's parent ignored (nohup's SIGHUP, a shell's SIGINT for
+	// a background job) stay ignored, for keepgpu and for the command.
 	w.sigs = make(chan os.Signal, 64)
-	signal.Notify(w.sigs)
+	catch, ignore := dispositions()
+	signal.Ignore(ignore...)
+	signal.Notify(w.sigs, catch...)
 
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		w.warnf("cannot become a child subreaper: %v", err)
@@ -177,6 +181,23 @@ func (w *wrapper) run() int {
 		return ExitNotExecutable
 	}
 	return w.loop()
+}
+
+// dispositions splits the signals keepgpu can catch (all but KILL, STOP
+// and 32-34, which the Go runtime keeps) into those it catches and forwards
+// and those it was started with ignored, which stay ignored.
+func dispositions() (catch, ignore []os.Signal) {
+	for n := 1; n <= 64; n++ {
+		sig := syscall.Signal(n)
+		switch {
+		case sig == syscall.SIGKILL || sig == syscall.SIGSTOP || (n >= 32 && n <= 34):
+		case ignoredAtStart(sig) && sig != syscall.SIGCHLD: // an ignored SIGCHLD would reap the command for us, status and all
+			ignore = append(ignore, sig)
+		default:
+			catch = append(catch, sig)
+		}
+	}
+	return catch, ignore
 }
 
 // startHolder starts the holder with a parent-death signal, in its own
@@ -290,7 +311,7 @@ func (w *wrapper) startChild(path string) error {
 		}
 	}
 	sys := &syscall.SysProcAttr{}
-	if isTerminal(w.cfg.Stdin) {
+	if w.foreground = inForeground(w.cfg.Stdin); w.foreground {
 		sys.Setpgid = true
 		sys.Foreground = true
 		sys.Ctty = 0
@@ -304,7 +325,7 @@ func (w *wrapper) startChild(path string) error {
 	}
 	w.child = &proc{pid: p.Pid}
 	p.Release()
-	if sys.Foreground {
+	if w.foreground {
 		// The command owns the terminal now and keepgpu is in the
 		// background: writing its lines (with stty tostop) or handing the
 		// terminal back at the end must not stop it or loop on SIGTTOU.
@@ -314,9 +335,12 @@ func (w *wrapper) startChild(path string) error {
 	return nil
 }
 
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+// inForeground reports whether f is a terminal whose foreground process
+// group is keepgpu's: only then may the command take the terminal over (a
+// keepgpu started in the background with & must leave it to the shell).
+func inForeground(f *os.File) bool {
+	pgrp, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP)
+	return err == nil && pgrp == unix.Getpgrp()
 }
 
 // loop forwards signals, reaps, and releases the holder on the first ready
@@ -407,6 +431,10 @@ func (w *wrapper) signal(s os.Signal) {
 	if w.cfg.ReadySignal != nil && s == w.cfg.ReadySignal {
 		return // the ready source has it
 	}
+	if sig == syscall.SIGCONT && w.foreground {
+		w.continueChild()
+		return
+	}
 	if !w.child.done {
 		if err := syscall.Kill(w.child.pid, sig); err != nil && err != syscall.ESRCH {
 			w.warnf("forwarding %s: %v", signalName(s), err)
@@ -443,11 +471,15 @@ func (w *wrapper) release(why string) {
 func (w *wrapper) reap() {
 	for {
 		var ws syscall.WaitStatus
-		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG|syscall.WUNTRACED, nil)
 		if pid <= 0 || err != nil {
 			return
 		}
 		switch {
+		case ws.Stopped():
+			if w.child != nil && pid == w.child.pid {
+				w.childStopped()
+			}
 		case w.child != nil && pid == w.child.pid:
 			w.child.done, w.child.status = true, ws
 			w.release("command exited")
@@ -456,6 +488,31 @@ func (w *wrapper) reap() {
 			w.holderExited()
 		}
 	}
+}
+
+// childStopped follows the command into a job-control stop (Ctrl+Z in the
+// terminal): keepgpu takes the terminal back and stops itself, so the shell
+// sees its job stopped and gets the terminal, as without keepgpu. The holder
+// keeps holding. When the shell continues keepgpu (fg, bg), signal hands
+// the terminal back to the command if keepgpu is in the foreground, and
+// continues the command's process group.
+func (w *wrapper) childStopped() {
+	if !w.foreground {
+		return // not a terminal job: whoever stopped the command continues it
+	}
+	w.restoreTerminal()
+	syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+}
+
+// continueChild resumes the command after keepgpu was continued.
+func (w *wrapper) continueChild() {
+	if !w.foreground || w.child.done {
+		return
+	}
+	if inForeground(w.cfg.Stdin) {
+		unix.IoctlSetPointerInt(int(w.cfg.Stdin.Fd()), unix.TIOCSPGRP, w.child.pid)
+	}
+	syscall.Kill(-w.child.pid, syscall.SIGCONT)
 }
 
 // holderExited reports the end of the hold.
@@ -548,9 +605,15 @@ func (w *wrapper) finishRelease() {
 
 // restoreTerminal gives the terminal back to keepgpu's process group, which
 // the shell that started keepgpu expects in the foreground.
+// It does so only while the command's group holds the terminal: after a bg
+// the shell has it, and keeps it.
 func (w *wrapper) restoreTerminal() {
-	if isTerminal(w.cfg.Stdin) {
-		unix.IoctlSetPointerInt(int(w.cfg.Stdin.Fd()), unix.TIOCSPGRP, unix.Getpgrp())
+	if !w.foreground {
+		return
+	}
+	fd := int(w.cfg.Stdin.Fd())
+	if pgrp, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP); err == nil && pgrp == w.child.pid {
+		unix.IoctlSetPointerInt(fd, unix.TIOCSPGRP, unix.Getpgrp())
 	}
 }
 
