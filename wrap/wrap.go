@@ -134,7 +134,9 @@ func (w *wrapper) run() int {
 	// a background job) stay ignored, for keepgpu and for the command.
 	w.sigs = make(chan os.Signal, 64)
 	catch, ignore := dispositions()
-	signal.Ignore(ignore...)
+	if len(ignore) > 0 { // Ignore() with no arguments ignores every signal
+		signal.Ignore(ignore...)
+	}
 	signal.Notify(w.sigs, catch...)
 
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
