@@ -39,6 +39,10 @@ func (c *HoldCmd) Run(io *stdio) error {
 	if c.Supervised {
 		c.LogFormat = "json"
 		out = io.out
+		// A supervisor that died leaves a broken pipe: the next event must
+		// fail, not kill the holder before its parent-death SIGTERM
+		// releases the GPUs properly.
+		signal.Ignore(syscall.SIGPIPE)
 	}
 	p := newProgress(out, &c.KeepFlags)
 	opt, err := c.options(func(w string) { p.info("warning", w, nil) })

@@ -1,68 +1,40 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/keepgpu/keepgpu/cuda"
+	"github.com/keepgpu/keepgpu/service"
 )
 
 // ListGPUsCmd lists the node's GPUs as NVML shows them; it needs no CUDA.
+// When the user's service runs, it answers (and says which processes are
+// its sessions, and whose the others are).
 type ListGPUsCmd struct {
-	JSON bool `name:"json" help:"Print JSON for scripts."`
+	serviceFlags
+	JSON  bool `name:"json" help:"Print JSON for scripts."`
+	Local bool `name:"local" hidden:"" env:"-" help:"Read NVML in this process even when the service runs."`
 }
 
 // gpuJSON is one GPU in `list-gpus --json`; id, platform, name, memory and
 // utilization keep KeepGPU's names.
-type gpuJSON struct {
-	ID          int            `json:"id"`
-	Platform    string         `json:"platform"`
-	UUID        string         `json:"uuid"`
-	Name        string         `json:"name"`
-	MemoryTotal *uint64        `json:"memory_total"`
-	MemoryUsed  *uint64        `json:"memory_used"`
-	Utilization *int           `json:"utilization"`
-	ComputeMode *string        `json:"compute_mode"`
-	MIG         bool           `json:"mig"`
-	PowerMW     *int           `json:"power_mw"`
-	Processes   []cuda.Process `json:"processes"`
-}
+type gpuJSON = service.GPU
 
 var computeModes = map[int]string{0: "default", 1: "exclusive-thread", 2: "prohibited", 3: "exclusive-process"}
 
 // Run prints the table or the JSON.
 func (c *ListGPUsCmd) Run(io *stdio) error {
-	nv, err := cuda.OpenNVML()
+	gpus, err := c.fromService()
+	if gpus == nil && err == nil {
+		gpus, err = localGPUs()
+	}
 	if err != nil {
 		return err
-	}
-	defer nv.Close()
-	samples, err := nv.Samples()
-	if err != nil {
-		return err
-	}
-	gpus := make([]gpuJSON, 0, len(samples))
-	for _, s := range samples {
-		g := gpuJSON{ID: s.Index, Platform: "cuda", UUID: s.UUID, Name: s.Name, MIG: s.MIG, Processes: s.Procs}
-		if s.MemErr == nil {
-			g.MemoryTotal, g.MemoryUsed = &s.MemTotal, &s.MemUsed
-		}
-		if s.UtilErr == nil {
-			g.Utilization = &s.Util
-		}
-		if s.ModeErr == nil {
-			m := computeModes[s.ComputeMode]
-			g.ComputeMode = &m
-		}
-		if s.PowerErr == nil {
-			g.PowerMW = &s.PowerMW
-		}
-		if g.Processes == nil {
-			g.Processes = []cuda.Process{}
-		}
-		gpus = append(gpus, g)
 	}
 	if c.JSON {
 		enc := json.NewEncoder(io.out)
@@ -91,7 +63,13 @@ func (c *ListGPUsCmd) Run(io *stdio) error {
 		}
 		procs := make([]string, 0, len(g.Processes))
 		for _, p := range g.Processes {
-			procs = append(procs, fmt.Sprintf("%d (%s)", p.PID, cuda.FormatBytes(p.Bytes)))
+			who := ""
+			if p.JobID != "" {
+				who = ", keepgpu session " + p.JobID
+			} else if p.Command != "" {
+				who = ", " + p.Command + " (" + p.User + ")"
+			}
+			procs = append(procs, fmt.Sprintf("%d (%s%s)", p.PID, cuda.FormatBytes(p.MemoryUsed), who))
 		}
 		if len(procs) == 0 {
 			procs = append(procs, "-")
@@ -99,4 +77,63 @@ func (c *ListGPUsCmd) Run(io *stdio) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", g.ID, g.UUID, g.Name, mem, util, mode, strings.Join(procs, ", "))
 	}
 	return tw.Flush()
+}
+
+// fromService asks the user's running service for the GPUs; nil, nil when
+// none runs (or --local).
+func (c *ListGPUsCmd) fromService() ([]gpuJSON, error) {
+	if c.Local {
+		return nil, nil
+	}
+	t, err := c.target()
+	if err != nil {
+		return nil, nil
+	}
+	cl, err := service.Connect(context.Background(), t)
+	if err != nil {
+		return nil, nil // none of the user's: read NVML here
+	}
+	var r service.GPUList
+	if err := cl.Call(context.Background(), "list_gpus", nil, &r); err != nil {
+		return nil, err
+	}
+	if len(r.GPUs) == 0 && r.Error != "" {
+		return nil, errors.New(r.Error)
+	}
+	return r.GPUs, nil
+}
+
+// localGPUs reads the GPUs through NVML in this process.
+func localGPUs() ([]gpuJSON, error) {
+	nv, err := cuda.OpenNVML()
+	if err != nil {
+		return nil, err
+	}
+	defer nv.Close()
+	samples, err := nv.Samples()
+	if err != nil {
+		return nil, err
+	}
+	gpus := make([]gpuJSON, 0, len(samples))
+	for _, s := range samples {
+		g := gpuJSON{ID: s.Index, Platform: "cuda", UUID: s.UUID, Name: s.Name, MIG: s.MIG, Processes: []service.Process{}}
+		if s.MemErr == nil {
+			g.MemoryTotal, g.MemoryUsed = &s.MemTotal, &s.MemUsed
+		}
+		if s.UtilErr == nil {
+			g.Utilization = &s.Util
+		}
+		if s.ModeErr == nil {
+			m := computeModes[s.ComputeMode]
+			g.ComputeMode = &m
+		}
+		if s.PowerErr == nil {
+			g.PowerMW = &s.PowerMW
+		}
+		for _, p := range s.Procs {
+			g.Processes = append(g.Processes, service.Process{PID: p.PID, MemoryUsed: p.Bytes})
+		}
+		gpus = append(gpus, g)
+	}
+	return gpus, nil
 }

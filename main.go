@@ -23,6 +23,13 @@ type CLI struct {
 	Ready    ReadyCmd    `cmd:"" help:"Inside keepgpu wrap: release the GPUs now; returns once they are free."`
 	ListGPUs ListGPUsCmd `cmd:"" name:"list-gpus" help:"List the node's GPUs, their memory, utilization and compute processes."`
 	Version  VersionCmd  `cmd:"" help:"Print keepgpu's version."`
+
+	Serve       ServeCmd       `cmd:"" help:"Run the keepgpu service in the foreground: sessions, HTTP + JSON-RPC API, dashboard."`
+	Start       StartCmd       `cmd:"" help:"Start a keep session in the service (starting the service first if needed); prints its job id."`
+	Status      StatusCmd      `cmd:"" help:"Show the service's sessions as JSON."`
+	Stop        StopCmd        `cmd:"" help:"Stop a session (--job-id) or every session (--all); returns once their GPUs are released."`
+	ServiceStop ServiceStopCmd `cmd:"" name:"service-stop" help:"Stop the service started by keepgpu start (refuses while sessions are active, unless --force)."`
+	MCP         MCPCmd         `cmd:"" name:"mcp" help:"Serve MCP on stdio: tools start_keep, stop_keep, status, list_gpus, through the service."`
 }
 
 // exitCode carries an exit status out of kong's Exit hook.

@@ -1,0 +1,294 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// TestAuth: every route wants the token; without it, or with a wrong one,
+// the answer is the same bare 401 whatever the route.
+func TestAuth(t *testing.T) {
+	ts := newTestServer(t, "ok")
+	routes := []struct{ method, path string }{
+		{"GET", "/"}, {"GET", "/app.js"}, {"GET", "/health"}, {"POST", "/rpc"}, {"GET", "/api/gpus"},
+		{"GET", "/api/sessions"}, {"POST", "/api/sessions"}, {"DELETE", "/api/sessions"},
+		{"GET", "/api/sessions/x"}, {"DELETE", "/api/sessions/x"}, {"GET", "/no/such/thing"},
+		{"PUT", "/rpc"}, {"GET", "/../../etc/passwd"},
+	}
+	creds := []struct {
+		name string
+		hdr  []string
+	}{
+		{"none", []string{"Authorization", ""}},
+		{"wrong bearer", []string{"Authorization", "Bearer " + strings.Repeat("0", 64)}},
+		{"token as basic", []string{"Authorization", "Basic " + testToken}},
+		{"prefix of the token", []string{"Authorization", "Bearer " + testToken[:63]}},
+		{"wrong header", []string{"Authorization", "", "X-KeepGPU-Token", "nope"}},
+		{"wrong cookie", []string{"Authorization", "", "Cookie", cookieName + "=nope"}},
+		{"empty bearer", []string{"Authorization", "Bearer "}},
+	}
+	for _, c := range creds {
+		for _, r := range routes {
+			t.Run(c.name+" "+r.method+" "+r.path, func(t *testing.T) {
+				code, h, body := ts.do(r.method, r.path, `{"jsonrpc":"2.0","id":1,"method":"status"}`, c.hdr...)
+				if code != 401 || body != "unauthorized\n" {
+					t.Fatalf("HTTP %d %q; want 401 \"unauthorized\\n\"", code, body)
+				}
+				if h.Get("Allow") != "" || h.Get("Location") != "" || h.Get("Set-Cookie") != "" {
+					t.Fatalf("401 reveals headers: %v", h)
+				}
+			})
+		}
+	}
+	if n := len(ts.sessions.list()); n != 0 {
+		t.Fatalf("unauthenticated requests made %d sessions", n)
+	}
+
+	t.Run("header kinds", func(t *testing.T) {
+		for _, hdr := range [][]string{
+			{"Authorization", "Bearer " + testToken},
+			{"Authorization", "", "X-KeepGPU-Token", testToken},
+			{"Authorization", "", "Cookie", cookieName + "=" + testToken},
+		} {
+			if code, _, body := ts.do("GET", "/health", "", hdr...); code != 200 || !strings.Contains(body, `"ok":true`) {
+				t.Fatalf("%v: HTTP %d %s", hdr, code, body)
+			}
+		}
+	})
+	t.Run("token in the URL becomes a cookie", func(t *testing.T) {
+		code, h, _ := ts.do("GET", "/?token="+testToken+"&x=1", "", "Authorization", "")
+		if code != http.StatusSeeOther || h.Get("Location") != "/?x=1" {
+			t.Fatalf("HTTP %d Location %q; want 303 to /?x=1", code, h.Get("Location"))
+		}
+		c := h.Get("Set-Cookie")
+		for _, want := range []string{cookieName + "=" + testToken, "HttpOnly", "SameSite=Strict", "Path=/"} {
+			if !strings.Contains(c, want) {
+				t.Fatalf("Set-Cookie %q lacks %q", c, want)
+			}
+		}
+		if code, _, _ := ts.do("GET", "/?token=nope", "", "Authorization", ""); code != 401 {
+			t.Fatalf("wrong ?token=: HTTP %d", code)
+		}
+		if code, _, _ := ts.do("POST", "/rpc?token="+testToken, `{}`, "Authorization", ""); code != 401 {
+			t.Fatalf("?token= on a POST: HTTP %d; want 401 (only a browser's GET trades it)", code)
+		}
+	})
+	t.Run("cookie writes must be JSON", func(t *testing.T) {
+		code, _, _ := ts.do("POST", "/api/sessions", "job_id=x", "Authorization", "", "Cookie", cookieName+"="+testToken,
+			"Content-Type", "application/x-www-form-urlencoded")
+		if code != http.StatusUnsupportedMediaType {
+			t.Fatalf("form post with the cookie: HTTP %d; want 415", code)
+		}
+	})
+}
+
+// TestStatic serves the dashboard's own files and nothing else.
+func TestStatic(t *testing.T) {
+	ts := newTestServer(t, "ok")
+	for _, p := range []string{"/", "/index.html", "/app.js", "/style.css"} {
+		code, h, body := ts.do("GET", p, "")
+		if code != 200 || body == "" || !strings.Contains(h.Get("Content-Security-Policy"), "default-src 'none'") {
+			t.Fatalf("GET %s: HTTP %d, CSP %q, %d bytes", p, code, h.Get("Content-Security-Policy"), len(body))
+		}
+	}
+	for _, p := range []string{"/web/index.html", "/../service/web.go", "/%2e%2e/go.mod", "/app.js/", "/.", "/index.html%00",
+		"/..%2fweb.go", "/etc/passwd", "//etc/passwd", "/web.go"} {
+		code, _, body := ts.do("GET", p, "")
+		if code == 200 || strings.Contains(body, "package service") || strings.Contains(body, "module ") {
+			t.Fatalf("GET %s: HTTP %d %.80q", p, code, body)
+		}
+	}
+	if code, h, _ := ts.do("POST", "/", "{}", "Content-Type", "application/json"); code != 405 || h.Get("Allow") != "GET, HEAD" {
+		t.Fatalf("POST /: HTTP %d Allow %q", code, h.Get("Allow"))
+	}
+}
+
+// TestREST covers every route and method of the REST API.
+func TestREST(t *testing.T) {
+	ts := newTestServer(t, "ok")
+	check := func(method, path, body string, wantCode int, wantBody string) string {
+		t.Helper()
+		code, _, got := ts.do(method, path, body, "Content-Type", "application/json")
+		if code != wantCode || !strings.Contains(got, wantBody) {
+			t.Fatalf("%s %s %s: HTTP %d %s; want %d containing %q", method, path, body, code, got, wantCode, wantBody)
+		}
+		return got
+	}
+	check("GET", "/health", "", 200, `"ok":true`)
+	check("HEAD", "/health", "", 200, "")
+	check("GET", "/api/gpus", "", 200, `"uuid":"GPU-aaaa"`)
+	check("GET", "/api/sessions", "", 200, `{"active_jobs":[]}`)
+	got := check("POST", "/api/sessions", `{"job_id":"rest-1","vram":"512MiB","gpu_ids":[0]}`, 201, `"job_id":"rest-1"`)
+	if !strings.Contains(got, `"vram":"512MiB"`) || !strings.Contains(got, `"gpu_ids":[0]`) {
+		t.Fatalf("POST /api/sessions: %s", got)
+	}
+	check("POST", "/api/sessions", `{"job_id":"rest-1"}`, 409, `already exists`)
+	ts.waitState("rest-1", StateActive)
+	check("GET", "/api/sessions/rest-1", "", 200, `"state":"active"`)
+	check("GET", "/api/sessions", "", 200, `"job_id":"rest-1"`)
+	check("GET", "/api/sessions/nope", "", 404, `{"error":{"message":"job_id not found"}}`)
+	check("DELETE", "/api/sessions/nope", "", 404, `job_id not found`)
+	check("DELETE", "/api/sessions/rest-1", "", 200, `"stopped":["rest-1"]`)
+	check("GET", "/api/sessions/rest-1", "", 404, `job_id not found`)
+	check("POST", "/api/sessions", ``, 201, `"job_id":`) // every default
+	check("DELETE", "/api/sessions", "", 200, `"stopped":["`)
+	check("GET", "/api/sessions", "", 200, `{"active_jobs":[]}`)
+
+	// Bad requests.
+	check("POST", "/api/sessions", `{"job_id":`, 400, `not valid JSON`)
+	check("POST", "/api/sessions", `{"vram":"1GiB","color":"red"}`, 400, `unknown parameter \"color\"`)
+	check("POST", "/api/sessions", `[1,2]`, 400, `params must be a JSON object`)
+	check("POST", "/api/sessions", `{"vram":"1Gb"}`, 400, `bit`)
+	check("POST", "/api/sessions", `{"busy_threshold":101}`, 400, `busy_threshold 101: want -1..100`)
+	check("POST", "/api/sessions", `{"job_id":"a/b"}`, 400, `job_id`)
+	check("POST", "/api/sessions", `{"vram":"`+strings.Repeat("x", MaxBody)+`"}`, 413, `request body over 1000000 bytes`)
+	check("GET", "/api/nothing", "", 404, `no such API route`)
+
+	// Wrong methods: 405 with Allow.
+	for _, c := range []struct{ method, path, allow string }{
+		{"POST", "/health", "GET, HEAD"}, {"GET", "/rpc", "POST"}, {"DELETE", "/api/gpus", "GET, HEAD"},
+		{"PUT", "/api/sessions", "GET, HEAD, POST, DELETE"}, {"POST", "/api/sessions/x", "GET, HEAD, DELETE"},
+	} {
+		code, h, body := ts.do(c.method, c.path, "{}", "Content-Type", "application/json")
+		if code != 405 || h.Get("Allow") != c.allow || !strings.Contains(body, `"error"`) {
+			t.Fatalf("%s %s: HTTP %d Allow %q %s; want 405 Allow %q", c.method, c.path, code, h.Get("Allow"), body, c.allow)
+		}
+	}
+}
+
+// TestRPC covers the JSON-RPC methods and every error code.
+func TestRPC(t *testing.T) {
+	ts := newTestServer(t, "ok")
+	tests := []struct {
+		name, req string
+		want      string // a substring of the response
+	}{
+		{"parse error", `{"jsonrpc":"2.0",`, `{"jsonrpc":"2.0","error":{"code":-32700,"message":"parse error: not valid JSON"},"id":null}`},
+		{"empty body", ``, `"code":-32700`},
+		{"not an object", `42`, `"code":-32600`},
+		{"no version", `{"id":1,"method":"status"}`, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: \"jsonrpc\" must be \"2.0\""},"id":1}`},
+		{"version 1", `{"jsonrpc":"1.0","id":1,"method":"status"}`, `"code":-32600`},
+		{"no method", `{"jsonrpc":"2.0","id":1}`, `"code":-32600`},
+		{"method not a string", `{"jsonrpc":"2.0","id":1,"method":5}`, `"code":-32600`},
+		{"object id", `{"jsonrpc":"2.0","id":{},"method":"status"}`, `"code":-32600,"message":"invalid request: id must be a string, a number or null"},"id":null`},
+		{"unknown member", `{"jsonrpc":"2.0","id":1,"method":"status","extra":1}`, `unknown member \"extra\"`},
+		{"params a string", `{"jsonrpc":"2.0","id":1,"method":"status","params":"x"}`, `"code":-32600`},
+		{"params a list", `{"jsonrpc":"2.0","id":1,"method":"status","params":[]}`, `"code":-32602`},
+		{"unknown method", `{"jsonrpc":"2.0","id":"a","method":"reboot"}`, `{"jsonrpc":"2.0","error":{"code":-32601,"message":"method not found: \"reboot\" (methods: start_keep, stop_keep, status, list_gpus)"},"id":"a"}`},
+		{"status all", `{"jsonrpc":"2.0","id":1,"method":"status"}`, `{"jsonrpc":"2.0","result":{"active_jobs":[]},"id":1}`},
+		{"status unknown", `{"jsonrpc":"2.0","id":1,"method":"status","params":{"job_id":"nope"}}`, `"result":{"active":false,"job_id":"nope","message":"job_id not found","state":null}`},
+		{"status bad param", `{"jsonrpc":"2.0","id":1,"method":"status","params":{"job":"x"}}`, `unknown parameter \"job\" (known: job_id)`},
+		{"stop unknown", `{"jsonrpc":"2.0","id":1,"method":"stop_keep","params":{"job_id":"nope"}}`, `"result":{"stopped":[],"timed_out":[],"failed":[],"errors":{},"message":"job_id not found"}`},
+		{"stop all of none", `{"jsonrpc":"2.0","id":1,"method":"stop_keep"}`, `"result":{"stopped":[],"timed_out":[],"failed":[],"errors":{}}`},
+		{"list_gpus", `{"jsonrpc":"2.0","id":1,"method":"list_gpus","params":{}}`, `"utilization":null`},
+		{"list_gpus params", `{"jsonrpc":"2.0","id":1,"method":"list_gpus","params":{"all":true}}`, `unknown parameter \"all\" (known: none)`},
+		{"bits refused", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"vram":"1Gib"}}`, `"code":-32602`},
+		{"vram fraction of a byte", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"vram":1.5}}`, `vram: 1.5: want a whole number`},
+		{"vram object", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"vram":{}}}`, `vram: want a string or a number`},
+		{"negative gpu", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"gpu_ids":[-1]}}`, `gpu_ids: -1: not a GPU ordinal`},
+		{"duplicate gpu", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"gpu_ids":[1,1]}}`, `given twice`},
+		{"empty gpu list", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"gpu_ids":[]}}`, `gpu_ids: empty list`},
+		{"gpu junk", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"gpu_ids":[true]}}`, `"code":-32602`},
+		{"interval", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"interval":"soon"}}`, `interval \"soon\": want a duration`},
+		{"interval too short", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"interval":0.001}}`, `want between 10ms and 24h`},
+		{"threshold float", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"busy_threshold":2.5}}`, `busy_threshold: want an integer in -1..100`},
+		{"util", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"util":101}}`, `util 101: want 0..100`},
+		{"allow_partial", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"allow_partial":"yes"}}`, `allow_partial: want true or false`},
+		{"job id dots", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"job_id":".."}}`, `job_id \"..\": not allowed`},
+		{"job id space", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"job_id":"a b"}}`, `use letters, digits`},
+		{"job id long", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"job_id":"` + strings.Repeat("a", 129) + `"}}`, `longer than 128`},
+		{"job id number", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"job_id":5}}`, `job_id: want a string`},
+		{"empty batch", `[]`, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: empty batch"},"id":null}`},
+		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"status"},{"jsonrpc":"2.0","method":"status"},7]`, `[{"jsonrpc":"2.0","result":{"active_jobs":[]},"id":1},{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: want a JSON object"},"id":null}]`},
+		{"batch too big", `[` + strings.Repeat(`{},`, maxBatch) + `{}]`, `batch of 65 requests`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, h, body := ts.do("POST", "/rpc", tt.req, "Content-Type", "application/json")
+			if code != 200 || !strings.Contains(body, tt.want) || h.Get("Content-Type") != "application/json" {
+				t.Fatalf("HTTP %d %s\nwant 200 containing %s", code, body, tt.want)
+			}
+		})
+	}
+	t.Run("notification", func(t *testing.T) {
+		code, _, body := ts.do("POST", "/rpc", `{"jsonrpc":"2.0","method":"status"}`, "Content-Type", "application/json")
+		if code != 202 || body != "" {
+			t.Fatalf("HTTP %d %q; want 202 and nothing", code, body)
+		}
+		code, _, body = ts.do("POST", "/rpc", `[{"jsonrpc":"2.0","method":"nope"}]`, "Content-Type", "application/json")
+		if code != 202 || body != "" {
+			t.Fatalf("batch of notifications: HTTP %d %q; want 202 and nothing", code, body)
+		}
+	})
+	t.Run("oversize", func(t *testing.T) {
+		code, _, body := ts.do("POST", "/rpc", `{"jsonrpc":"2.0","id":1,"method":"status","params":{"job_id":"`+strings.Repeat("a", MaxBody)+`"}}`)
+		if code != 413 || !strings.Contains(body, "over 1000000 bytes") {
+			t.Fatalf("HTTP %d %.100s", code, body)
+		}
+	})
+	t.Run("start, status, stop", func(t *testing.T) {
+		r := ts.rpc("start_keep", map[string]any{"gpu_ids": []any{0, "GPU-aaaa"}, "vram": 1 << 20, "interval": 0.5,
+			"busy_threshold": -1, "job_id": "rpc-1", "util": 0, "allow_partial": true})
+		if fmt.Sprint(r["result"]) != "map[job_id:rpc-1]" {
+			t.Fatalf("start_keep: %v", r)
+		}
+		st := ts.waitState("rpc-1", StateActive)
+		b, _ := json.Marshal(st.Params)
+		if string(b) != `{"gpu_ids":[0,"GPU-aaaa"],"vram":"1048576","interval":0.5,"busy_threshold":-1,"util":0,"allow_partial":true}` {
+			t.Fatalf("params: %s", b)
+		}
+		if !st.Active || st.LastError != nil || st.BytesHeld != 1<<30 || len(st.GPUs) != 1 || st.GPUs[0].Kernel != "running" || st.HeldSince == nil {
+			t.Fatalf("status: %+v", st)
+		}
+		r = ts.rpc("stop_keep", map[string]any{"job_id": "rpc-1"})
+		if b, _ := json.Marshal(r["result"]); string(b) != `{"errors":{},"failed":[],"stopped":["rpc-1"],"timed_out":[]}` {
+			t.Fatalf("stop_keep: %s", b)
+		}
+		waitGone(t, st.PID)
+	})
+}
+
+// TestSameJobID: of concurrent starts with one job id, exactly one wins.
+func TestSameJobID(t *testing.T) {
+	ts := newTestServer(t, "ok")
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- ts.client.Call(context.Background(), "start_keep", map[string]any{"job_id": "same"}, nil)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	won := 0
+	for err := range errs {
+		if err == nil {
+			won++
+			continue
+		}
+		var re *RPCError
+		if !asRPC(err, &re) || re.Code != codeInvalidParams || !strings.Contains(re.Message, `job_id "same" already exists`) {
+			t.Fatalf("losing start: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d starts won; want 1", won)
+	}
+	if n := len(ts.sessions.list()); n != 1 {
+		t.Fatalf("%d sessions; want 1", n)
+	}
+}
+
+func asRPC(err error, re **RPCError) bool {
+	e, ok := err.(*RPCError)
+	*re = e
+	return ok
+}

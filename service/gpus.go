@@ -1,0 +1,161 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// GPU is one GPU as list_gpus and `keepgpu list-gpus --json` show it: id,
+// platform, name, memory and utilization keep KeepGPU's names; a reading
+// the driver cannot give is null.
+type GPU struct {
+	ID          int       `json:"id"` // NVML index: the node's numbering
+	Platform    string    `json:"platform"`
+	UUID        string    `json:"uuid"`
+	Name        string    `json:"name"`
+	MemoryTotal *uint64   `json:"memory_total"`
+	MemoryUsed  *uint64   `json:"memory_used"`
+	Utilization *int      `json:"utilization"`
+	ComputeMode *string   `json:"compute_mode"`
+	MIG         bool      `json:"mig"`
+	PowerMW     *int      `json:"power_mw"`
+	Processes   []Process `json:"processes"`
+}
+
+// Process is a compute process on a GPU. The service adds who it is.
+type Process struct {
+	PID        int    `json:"pid"`
+	MemoryUsed uint64 `json:"memory_used"`
+	Command    string `json:"command,omitempty"` // /proc/PID/comm
+	User       string `json:"user,omitempty"`
+	JobID      string `json:"job_id,omitempty"` // the keepgpu session whose holder this is
+}
+
+// GPUList is list_gpus's result. Error says why there are no GPUs to show
+// when NVML cannot be read (no driver, for one).
+type GPUList struct {
+	GPUs  []GPU  `json:"gpus"`
+	Error string `json:"error,omitempty"`
+}
+
+// gpuCacheFor is how long one reading of the GPUs serves every caller.
+const gpuCacheFor = time.Second
+
+// gpuLister reads the GPUs by running `keepgpu list-gpus --json --local`:
+// NVML stays out of the service's own process (a driver fault there would
+// take every session with it), and concurrent callers share one reading.
+type gpuLister struct {
+	cfg *Config
+
+	mu       sync.Mutex
+	last     GPUList
+	at       time.Time
+	inflight chan struct{}
+}
+
+func (l *gpuLister) list(ctx context.Context) GPUList {
+	for {
+		l.mu.Lock()
+		if !l.at.IsZero() && time.Since(l.at) < gpuCacheFor {
+			r := l.last
+			l.mu.Unlock()
+			return r
+		}
+		if wait := l.inflight; wait != nil {
+			l.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return GPUList{GPUs: []GPU{}, Error: ctx.Err().Error()}
+			}
+		}
+		done := make(chan struct{})
+		l.inflight = done
+		l.mu.Unlock()
+
+		r := l.read()
+		l.mu.Lock()
+		l.last, l.at, l.inflight = r, time.Now(), nil
+		l.mu.Unlock()
+		close(done)
+		return r
+	}
+}
+
+func (l *gpuLister) read() GPUList {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, l.cfg.HolderPath, "list-gpus", "--json", "--local")
+	cmd.Args[0] = l.cfg.Argv0
+	cmd.Env = l.cfg.Env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		msg := strings.TrimSpace(errb.String())
+		if i := strings.LastIndex(msg, "\n"); i >= 0 {
+			msg = msg[i+1:]
+		}
+		msg = strings.TrimPrefix(strings.TrimPrefix(msg, "keepgpu: "), "error: ")
+		if msg == "" {
+			msg = err.Error()
+		}
+		return GPUList{GPUs: []GPU{}, Error: msg}
+	}
+	var r GPUList
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		return GPUList{GPUs: []GPU{}, Error: "list-gpus: " + err.Error()}
+	}
+	if r.GPUs == nil {
+		r.GPUs = []GPU{}
+	}
+	return r
+}
+
+// annotate fills in who each process is: its command, its user, and the
+// session it holds for. It copies, leaving the cached list alone.
+func annotate(r GPUList, holders map[int]string) GPUList {
+	out := GPUList{GPUs: make([]GPU, len(r.GPUs)), Error: r.Error}
+	for i, g := range r.GPUs {
+		g.Processes = append([]Process{}, g.Processes...)
+		for j := range g.Processes {
+			p := &g.Processes[j]
+			p.JobID = holders[p.PID]
+			if b, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/comm"); err == nil {
+				p.Command = strings.TrimSpace(string(b))
+			}
+			p.User = procUser(p.PID)
+		}
+		out.GPUs[i] = g
+	}
+	return out
+}
+
+var userNames sync.Map // uid string -> name
+
+// procUser returns the name of the user owning pid, or its uid.
+func procUser(pid int) string {
+	fi, err := os.Stat("/proc/" + strconv.Itoa(pid))
+	if err != nil {
+		return ""
+	}
+	uid := strconv.Itoa(owner(fi))
+	if n, ok := userNames.Load(uid); ok {
+		return n.(string)
+	}
+	name := uid
+	if u, err := user.LookupId(uid); err == nil {
+		name = u.Username
+	}
+	userNames.Store(uid, name)
+	return name
+}

@@ -1,0 +1,358 @@
+// Package service is keepgpu's local daemon: it supervises sessions
+// (holder processes), serves the JSON-RPC and REST APIs and the dashboard
+// to the user who started it (and no one else), and speaks MCP.
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Token is the secret every request must carry.
+	Token string
+	// HolderPath is the keepgpu binary holders and GPU listings run
+	// (default /proc/self/exe), with argv[0] Argv0 (default os.Args[0]).
+	HolderPath string
+	Argv0      string
+	// Env is the holders' environment (default: this process's, less
+	// KEEPGPU_* settings, which the holder's flags replace).
+	Env []string
+	// StopTimeout is how long a holder has to exit after SIGTERM before it
+	// is killed (default 10s).
+	StopTimeout time.Duration
+	// MaxSessions bounds the sessions, failed ones included (default 256).
+	MaxSessions int
+	// Version is reported by /health.
+	Version string
+	// Log receives a line per session event; nil for none.
+	Log io.Writer
+}
+
+// MaxBody is the largest request body accepted (KeepGPU's limit).
+const MaxBody = 1_000_000
+
+// Server is the service: an http.Handler over its sessions.
+type Server struct {
+	cfg      Config
+	sessions *sessions
+	lister   *gpuLister
+	started  time.Time
+	mux      *http.ServeMux
+}
+
+// New returns a Server for cfg, with the defaults filled in.
+func New(cfg Config) *Server {
+	if cfg.HolderPath == "" {
+		cfg.HolderPath = "/proc/self/exe"
+	}
+	if cfg.Argv0 == "" {
+		cfg.Argv0 = os.Args[0]
+	}
+	if cfg.Env == nil {
+		cfg.Env = HolderEnv()
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = 10 * time.Second
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = 256
+	}
+	s := &Server{cfg: cfg, started: time.Now()}
+	s.sessions = newSessions(&s.cfg)
+	s.lister = &gpuLister{cfg: &s.cfg}
+	s.routes()
+	return s
+}
+
+// HolderEnv is this process's environment less KEEPGPU_* settings.
+func HolderEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KEEPGPU_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// Shutdown refuses new sessions and stops every session, in parallel. It
+// returns once every holder has exited (or been killed after the stop
+// timeout).
+func (s *Server) Shutdown() StopResult { return s.sessions.shutdown() }
+
+// Live is the number of sessions whose holder still runs.
+func (s *Server) Live() int { return s.sessions.live() }
+
+// Serve serves s on ln until ctx is done, then stops every session before
+// it stops serving: a client asking what happened is answered until the
+// holders are gone.
+func Serve(ctx context.Context, ln net.Listener, s *Server) error {
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		s.Shutdown()
+		return err
+	case <-ctx.Done():
+	}
+	s.Shutdown()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = hs.Close()
+	}
+	if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
+		err = e
+	}
+	return err
+}
+
+// cookieName holds the token for the browser once it came as ?token=.
+const cookieName = "keepgpu_token"
+
+// ServeHTTP checks the token, then serves the request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	if q := r.URL.Query(); q.Has("token") && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		// The browser's way in: trade the token in the URL for a cookie,
+		// and take the token out of the address bar and history.
+		if !s.tokenOK(q.Get("token")) {
+			unauthorized(w)
+			return
+		}
+		http.SetCookie(w, &http.Cookie{Name: cookieName, Value: s.cfg.Token, Path: "/",
+			HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		q.Del("token")
+		clean := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
+		http.Redirect(w, r, clean.String(), http.StatusSeeOther)
+		return
+	}
+	byCookie := false
+	tok := ""
+	if a := r.Header.Get("Authorization"); a != "" {
+		if t, ok := strings.CutPrefix(a, "Bearer "); ok {
+			tok = strings.TrimSpace(t)
+		}
+	} else if t := r.Header.Get("X-KeepGPU-Token"); t != "" {
+		tok = t
+	} else if c, err := r.Cookie(cookieName); err == nil {
+		tok, byCookie = c.Value, true
+	}
+	if !s.tokenOK(tok) {
+		unauthorized(w)
+		return
+	}
+	if byCookie && r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodDelete &&
+		!isJSON(r.Header.Get("Content-Type")) {
+		// A page elsewhere can make the browser post a form, never JSON
+		// without asking first: cookie-borne writes must be JSON.
+		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// tokenOK compares in constant time (and independent of length).
+func (s *Server) tokenOK(t string) bool {
+	if t == "" || s.cfg.Token == "" {
+		return false
+	}
+	a, b := sha256.Sum256([]byte(t)), sha256.Sum256([]byte(s.cfg.Token))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+// unauthorized says nothing about what is behind it.
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", "Bearer")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusUnauthorized)
+	io.WriteString(w, "unauthorized\n")
+}
+
+func isJSON(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
+}
+
+// routes builds the mux. Every route answers a wrong method with 405 and
+// an Allow header.
+func (s *Server) routes() {
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("/health", methods{"GET": s.health}.serve)
+	s.mux.HandleFunc("/rpc", methods{"POST": s.rpc}.serve)
+	s.mux.HandleFunc("/api/gpus", methods{"GET": s.apiGPUs}.serve)
+	s.mux.HandleFunc("/api/sessions", methods{"GET": s.apiList, "POST": s.apiStart, "DELETE": s.apiStopAll}.serve)
+	s.mux.HandleFunc("/api/sessions/{id}", methods{"GET": s.apiGet, "DELETE": s.apiStop}.serve)
+	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such API route: "+r.URL.Path)
+	})
+	s.mux.HandleFunc("/", s.static)
+}
+
+// methods routes one path by method; HEAD is served as GET.
+type methods map[string]http.HandlerFunc
+
+func (m methods) serve(w http.ResponseWriter, r *http.Request) {
+	method := r.Method
+	if method == http.MethodHead {
+		method = http.MethodGet
+	}
+	if h, ok := m[method]; ok {
+		h(w, r)
+		return
+	}
+	var allow []string
+	for _, k := range []string{"GET", "HEAD", "POST", "DELETE"} {
+		if _, ok := m[k]; ok || (k == "HEAD" && m["GET"] != nil) {
+			allow = append(allow, k)
+		}
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+}
+
+// Health is GET /health.
+type Health struct {
+	OK                 bool    `json:"ok"`
+	Version            string  `json:"version,omitempty"`
+	PID                int     `json:"pid"`
+	UptimeSeconds      float64 `json:"uptime_seconds"`
+	Sessions           int     `json:"sessions"`
+	CUDAVisibleDevices *string `json:"cuda_visible_devices"` // what the holders see; null if unset
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	h := Health{OK: true, Version: s.cfg.Version, PID: os.Getpid(), UptimeSeconds: time.Since(s.started).Seconds(),
+		Sessions: s.sessions.live()}
+	for _, kv := range s.cfg.Env {
+		if v, ok := strings.CutPrefix(kv, "CUDA_VISIBLE_DEVICES="); ok {
+			h.CUDAVisibleDevices = &v
+		}
+	}
+	writeJSON(w, http.StatusOK, h)
+}
+
+// readBody reads a bounded request body; it answers 413 itself.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", MaxBody))
+		return nil, false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "reading the request body: "+err.Error())
+		return nil, false
+	}
+	return b, true
+}
+
+func (s *Server) rpc(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	out := s.handleRPC(r.Context(), body)
+	if out == nil {
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(append(out, '\n'))
+}
+
+// gpus lists the GPUs and says which processes are this service's holders.
+func (s *Server) gpus(ctx context.Context) GPUList {
+	return annotate(s.lister.list(ctx), s.sessions.holderPIDs())
+}
+
+func (s *Server) apiGPUs(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.gpus(r.Context()))
+}
+
+func (s *Server) apiList(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"active_jobs": s.sessions.list()})
+}
+
+func (s *Server) apiGet(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	st, ok := s.sessions.get(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, "job_id not found")
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) apiStart(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	if len(strings.TrimSpace(string(body))) > 0 && !json.Valid(body) {
+		writeError(w, http.StatusBadRequest, "request body is not valid JSON")
+		return
+	}
+	p, aerr := parseStart(body)
+	if aerr == nil {
+		var st Status
+		if st, aerr = s.sessions.start(p); aerr == nil {
+			w.Header().Set("Location", "/api/sessions/"+url.PathEscape(st.JobID))
+			writeJSON(w, http.StatusCreated, st)
+			return
+		}
+	}
+	writeError(w, aerr.Status, aerr.Message)
+}
+
+func (s *Server) apiStopAll(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.sessions.stop(""))
+}
+
+func (s *Server) apiStop(w http.ResponseWriter, r *http.Request) {
+	res := s.sessions.stop(r.PathValue("id"))
+	if res.Message == "job_id not found" {
+		writeError(w, http.StatusNotFound, res.Message)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"message":"internal error"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// writeError writes KeepGPU's REST error shape.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]any{"error": map[string]string{"message": msg}})
+}

@@ -1,0 +1,455 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	goio "io"
+	"io/fs"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/keepgpu/keepgpu/cuda"
+	"github.com/keepgpu/keepgpu/service"
+)
+
+// serviceFlags say where the service is: KeepGPU's --host and --port, or
+// --listen HOST:PORT.
+type serviceFlags struct {
+	Host   string `name:"host" default:"127.0.0.1" help:"Service host."`
+	Port   int    `name:"port" default:"8765" help:"Service port; 0 picks a free one, which the other commands find through the service's PID file."`
+	Listen string `name:"listen" placeholder:"HOST:PORT" help:"Host and port in one; overrides --host and --port."`
+}
+
+// target resolves the flags and the user's runtime dir.
+func (f *serviceFlags) target() (service.Target, error) {
+	host, port := f.Host, f.Port
+	if f.Listen != "" {
+		var err error
+		if host, port, err = service.ParseListen(f.Listen); err != nil {
+			return service.Target{}, usageError{err}
+		}
+	}
+	if port < 0 || port > 65535 {
+		return service.Target{}, usageError{fmt.Errorf("--port %d: want 0..65535", port)}
+	}
+	dir, err := service.RuntimeDir()
+	if err != nil {
+		return service.Target{}, err
+	}
+	return service.Target{Dir: dir, Host: host, Port: port}, nil
+}
+
+// flagsFor is what to add to a hint so that it reaches the same service.
+func flagsFor(t service.Target) string {
+	s := ""
+	if t.Host != service.DefaultHost {
+		s += " --host " + t.Host
+	}
+	if t.Port != service.DefaultPort {
+		s += fmt.Sprintf(" --port %d", t.Port)
+	}
+	return s
+}
+
+// connect returns a client for the user's running service.
+func connect(t service.Target) (*service.Client, error) {
+	c, err := service.Connect(context.Background(), t)
+	if errors.Is(err, service.ErrUnreachable) {
+		return nil, fmt.Errorf("%w (start one with keepgpu start or keepgpu serve%s)", err, flagsFor(t))
+	}
+	return c, err
+}
+
+func printJSON(w goio.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// ServeCmd is `keepgpu serve`: the service in the foreground.
+type ServeCmd struct {
+	serviceFlags
+	StopTimeout time.Duration `name:"stop-timeout" default:"10s" placeholder:"DURATION" help:"How long a session's holder has to release after SIGTERM before it is killed."`
+	Daemon      bool          `name:"daemon" hidden:"" env:"-" help:"Started by keepgpu start: its output is the daemon log."`
+}
+
+// Run serves until SIGINT, SIGTERM or SIGHUP (or keepgpu service-stop),
+// then stops every session and returns once their holders have exited. A
+// second signal exits at once; the holders follow through their
+// parent-death signal.
+func (c *ServeCmd) Run(io *stdio) error {
+	t, err := c.target()
+	if err != nil {
+		return err
+	}
+	tok, err := service.EnsureToken(t.Dir)
+	if err != nil {
+		return err
+	}
+	pidPath := service.PIDPath(t.Dir, t.Port)
+	if p, err := service.ReadPIDFile(pidPath); err == nil && p.Verify() == nil {
+		return fmt.Errorf("a keepgpu service of yours already runs for port %d (pid %d, at http://%s/)", t.Port, p.PID, p.Addr)
+	}
+	ln, err := net.Listen("tcp", t.Listen())
+	if err != nil {
+		return fmt.Errorf("%w (another service on this port? keepgpu status%s, or choose another --port)", err, flagsFor(t))
+	}
+	if ip := net.ParseIP(t.Host); t.Host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		fmt.Fprintf(io.err, "keepgpu: warning: listening on %s: reachable from other machines, over plain HTTP (the token protects it, but travels in the clear)\n", t.Host)
+	}
+	addr := ln.Addr().String()
+	self, err := service.Self(addr)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	self.Daemon = c.Daemon
+	if c.Daemon {
+		self.Log = service.LogPath(t.Dir, t.Port)
+	}
+	if err := service.WritePIDFile(pidPath, self); err != nil {
+		ln.Close()
+		return err
+	}
+	defer service.RemovePIDFile(pidPath)
+
+	srv := service.New(service.Config{Token: tok, StopTimeout: c.StopTimeout, Version: buildVersion(), Log: io.err})
+	fmt.Fprintf(io.out, "keepgpu: serving http://%s/ (pid %d)\n", addr, os.Getpid())
+	fmt.Fprintf(io.out, "Dashboard: http://%s/?token=%s\n", addr, tok)
+	fmt.Fprintf(io.out, "Stop with Ctrl+C or keepgpu service-stop%s; every session is stopped first.\n", flagsFor(t))
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(io.err, "keepgpu: %s: stopping every session, then the service (again to exit at once)\n", signalName(s))
+		cancel()
+		s = <-sigs
+		fmt.Fprintf(io.err, "keepgpu: %s: exiting now; the holders release as they die\n", signalName(s))
+		service.RemovePIDFile(pidPath)
+		os.Exit(1)
+	}()
+	go watchPIDFile(ctx, pidPath, func() {
+		fmt.Fprintf(io.err, "keepgpu: %s is gone: nobody can reach this service any more; stopping every session, then the service\n", pidPath)
+		cancel()
+	})
+	err = service.Serve(ctx, ln, srv)
+	fmt.Fprintf(io.err, "keepgpu: service stopped\n")
+	return err
+}
+
+// watchPIDFile calls gone once path no longer names this process: the
+// runtime dir was wiped (a logout clears $XDG_RUNTIME_DIR), so the owner's
+// commands can no longer find the service nor its token.
+func watchPIDFile(ctx context.Context, path string, gone func()) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p, err := service.ReadPIDFile(path)
+		if errors.Is(err, fs.ErrNotExist) || err == nil && p.PID != os.Getpid() {
+			gone()
+			return
+		}
+	}
+}
+
+// StartCmd is `keepgpu start`: a session in the service, started in the
+// background first if needed.
+type StartCmd struct {
+	KeepFlags
+	serviceFlags
+	JobID     string        `name:"job-id" placeholder:"ID" help:"The session's id (default: a random UUID): letters, digits, '.', '_', '-', '~'."`
+	AutoStart bool          `name:"auto-start" default:"true" negatable:"" help:"Start the service in the background when it is not running."`
+	Wait      time.Duration `name:"wait" default:"60s" placeholder:"DURATION" help:"Wait this long for the session to hold its GPUs (0: return at once)."`
+	JSON      bool          `name:"json" help:"Print the session's status as JSON instead of the summary."`
+}
+
+// Run checks the flags before anything starts, makes sure the service runs,
+// starts the session and, unless --wait 0, waits until it holds (or failed).
+func (c *StartCmd) Run(io *stdio) error {
+	if _, err := c.options(func(w string) { fmt.Fprintf(io.err, "keepgpu: warning: %s\n", w) }); err != nil {
+		return err
+	}
+	if c.JobID != "" {
+		if err := service.CheckJobID(c.JobID); err != nil {
+			return usageError{fmt.Errorf("--job-id: %w", err)}
+		}
+	}
+	t, err := c.target()
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	cl, started, err := service.Ensure(ctx, t, c.AutoStart, service.Daemon{})
+	if err != nil {
+		if errors.Is(err, service.ErrUnreachable) && !c.AutoStart {
+			return fmt.Errorf("%w, and --no-auto-start was given (start one with keepgpu serve%s)", err, flagsFor(t))
+		}
+		return err
+	}
+	if started {
+		fmt.Fprintf(io.out, "Auto-started the keepgpu service at %s (log: %s)\n", cl.URL(), service.LogPath(t.Dir, t.Port))
+	}
+	if h, err := cl.Health(ctx); err == nil {
+		mine, set := os.LookupEnv("CUDA_VISIBLE_DEVICES")
+		theirs := h.CUDAVisibleDevices
+		if set != (theirs != nil) || set && mine != *theirs {
+			fmt.Fprintf(io.err, "keepgpu: warning: the service's holders see CUDA_VISIBLE_DEVICES=%s, not yours (%s): GPU ordinals refer to its view; UUIDs are safer\n",
+				showEnv(theirs), showEnv(envPtr(mine, set)))
+		}
+	}
+
+	params := map[string]any{
+		"vram":           c.VRAM.String(),
+		"interval":       time.Duration(c.Interval).Seconds(),
+		"busy_threshold": c.BusyThreshold,
+		"util":           c.Util,
+		"allow_partial":  c.AllowPartial,
+	}
+	if !c.GPUs.All {
+		params["gpu_ids"] = c.GPUs.String()
+	}
+	if c.JobID != "" {
+		params["job_id"] = c.JobID
+	}
+	var r struct {
+		JobID string `json:"job_id"`
+	}
+	if err := cl.Call(ctx, "start_keep", params, &r); err != nil {
+		return err
+	}
+	st, err := waitStarted(ctx, cl, r.JobID, c.Wait)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		if err := printJSON(io.out, st); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(io.out, "Started keep session job_id=%s\n", r.JobID)
+		switch st.State {
+		case service.StateActive:
+			fmt.Fprintf(io.out, "%s\n", sessionLine(st))
+		case service.StateStarting:
+			if c.Wait > 0 {
+				fmt.Fprintf(io.out, "Still starting after %s: see keepgpu status --job-id %s%s\n", c.Wait, r.JobID, flagsFor(t))
+			}
+		}
+		if !c.Quiet {
+			fmt.Fprintf(io.out, "Dashboard: %s\n", cl.DashboardURL())
+			fmt.Fprintf(io.out, "Next: keepgpu status --job-id %[1]s%[2]s | keepgpu stop --job-id %[1]s%[2]s\n", r.JobID, flagsFor(t))
+			fmt.Fprintf(io.out, "When all sessions are done, stop the service with: keepgpu service-stop%s\n", flagsFor(t))
+		}
+	}
+	if st.State == service.StateRuntimeFailed {
+		return fmt.Errorf("session %s failed: %s (keepgpu stop --job-id %s%s clears it)", r.JobID, deref(st.LastError), r.JobID, flagsFor(t))
+	}
+	return nil
+}
+
+// waitStarted polls the session until it leaves the starting state, or d
+// has passed.
+func waitStarted(ctx context.Context, cl *service.Client, id string, d time.Duration) (service.Status, error) {
+	deadline := time.Now().Add(d)
+	for {
+		var st service.Status
+		if err := cl.Call(ctx, "status", map[string]any{"job_id": id}, &st); err != nil {
+			return st, err
+		}
+		if st.State != service.StateStarting || !time.Now().Before(deadline) {
+			return st, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// sessionLine says what a session holds, in one line.
+func sessionLine(st service.Status) string {
+	parts := make([]string, len(st.GPUs))
+	for i, g := range st.GPUs {
+		parts[i] = fmt.Sprintf("gpu %d (%s, %s) %s", g.GPU, g.UUID, g.Name, cuda.FormatBytes(g.Bytes))
+	}
+	line := fmt.Sprintf("Holding %d GPU%s: %s", len(st.GPUs), plural(len(st.GPUs)), strings.Join(parts, ", "))
+	if st.Paused {
+		line += "; kernel paused: " + st.PausedReason
+	}
+	return line
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func envPtr(v string, set bool) *string {
+	if !set {
+		return nil
+	}
+	return &v
+}
+
+func showEnv(v *string) string {
+	if v == nil {
+		return "(unset)"
+	}
+	return fmt.Sprintf("%q", *v)
+}
+
+// StatusCmd is `keepgpu status`.
+type StatusCmd struct {
+	serviceFlags
+	JobID string `name:"job-id" placeholder:"ID" help:"The session to show (default: every session)."`
+}
+
+// Run prints the status as JSON; an unknown job id exits 1.
+func (c *StatusCmd) Run(io *stdio) error {
+	t, err := c.target()
+	if err != nil {
+		return err
+	}
+	cl, err := connect(t)
+	if err != nil {
+		return err
+	}
+	params := map[string]any{}
+	if c.JobID != "" {
+		params["job_id"] = c.JobID
+	}
+	var r json.RawMessage
+	if err := cl.Call(context.Background(), "status", params, &r); err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	json.Indent(&b, r, "", "  ")
+	fmt.Fprintln(io.out, b.String())
+	var nf struct{ Message string }
+	if json.Unmarshal(r, &nf) == nil && nf.Message == "job_id not found" {
+		return fmt.Errorf("no session %q", c.JobID)
+	}
+	return nil
+}
+
+// StopCmd is `keepgpu stop`.
+type StopCmd struct {
+	serviceFlags
+	JobID string `name:"job-id" xor:"which" placeholder:"ID" help:"The session to stop."`
+	All   bool   `name:"all" xor:"which" env:"-" help:"Stop every session."`
+}
+
+// Run stops the session(s), returns once their holders have exited, and
+// prints stop_keep's result as JSON; anything not stopped cleanly exits 1.
+func (c *StopCmd) Run(io *stdio) error {
+	if c.JobID == "" && !c.All {
+		return usageError{errors.New("give --job-id ID or --all")}
+	}
+	t, err := c.target()
+	if err != nil {
+		return err
+	}
+	cl, err := connect(t)
+	if err != nil {
+		return err
+	}
+	params := map[string]any{}
+	if !c.All {
+		params["job_id"] = c.JobID
+	}
+	var r service.StopResult
+	if err := cl.Call(context.Background(), "stop_keep", params, &r); err != nil {
+		return err
+	}
+	if err := printJSON(io.out, r); err != nil {
+		return err
+	}
+	switch {
+	case r.Message != "":
+		return fmt.Errorf("%s: %s", c.JobID, r.Message)
+	case len(r.Failed)+len(r.TimedOut) > 0:
+		return fmt.Errorf("not stopped cleanly: %s", strings.Join(append(r.TimedOut, r.Failed...), ", "))
+	}
+	return nil
+}
+
+// ServiceStopCmd is `keepgpu service-stop`.
+type ServiceStopCmd struct {
+	serviceFlags
+	Force bool          `name:"force" env:"-" help:"Stop the service even while sessions hold GPUs (they are stopped first), and kill it if it does not exit."`
+	Wait  time.Duration `name:"wait" default:"60s" placeholder:"DURATION" help:"How long the service has to stop its sessions and exit."`
+}
+
+// Run stops the user's service through its PID file, after checking that
+// the pid is still that service.
+func (c *ServiceStopCmd) Run(io *stdio) error {
+	t, err := c.target()
+	if err != nil {
+		return err
+	}
+	p, err := service.StopDaemon(context.Background(), t, c.Force, c.Wait)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(io.out, "Stopped the keepgpu service at http://%s/ (pid %d)\n", p.Addr, p.PID)
+	return nil
+}
+
+// MCPCmd is `keepgpu mcp`: an MCP server on stdin and stdout whose tools
+// (start_keep, stop_keep, status, list_gpus) call the user's service,
+// starting it in the background when needed. Only protocol messages go to
+// stdout; anything else goes to stderr or the service's log.
+type MCPCmd struct {
+	serviceFlags
+	AutoStart bool `name:"auto-start" default:"true" negatable:"" help:"Start the service in the background when it is not running."`
+}
+
+// Run serves MCP until stdin closes or SIGINT/SIGTERM.
+func (c *MCPCmd) Run(io *stdio) error {
+	t, err := c.target()
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	var cl *service.Client
+	connect := func(ctx context.Context) (*service.Client, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if cl != nil {
+			if _, err := cl.Health(ctx); err == nil {
+				return cl, nil
+			}
+		}
+		c2, _, err := service.Ensure(ctx, t, c.AutoStart, service.Daemon{})
+		if err != nil {
+			return nil, err
+		}
+		cl = c2
+		return cl, nil
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err = service.NewMCPServer(buildVersion(), connect).Run(ctx, &mcp.StdioTransport{})
+	if ctx.Err() != nil || errors.Is(err, goio.EOF) {
+		return nil
+	}
+	return err
+}
