@@ -94,9 +94,18 @@ func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 
 // unsetEmpty drops empty KEEPGPU_* variables: an `export KEEPGPU_VRAM=` in
 // a batch script means "not set", not "set to nothing".
+//
+// Inside keepgpu wrap (KEEPGPU_PID is set), the KEEPGPU_READY_FILE, _FIFO and
+// _MARKER that wrap gave its command describe that wrap, not settings for a
+// keepgpu the command runs in turn: they are dropped too.
 func unsetEmpty() {
 	for _, kv := range os.Environ() {
 		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "KEEPGPU_") && v == "" {
+			os.Unsetenv(k)
+		}
+	}
+	if os.Getenv("KEEPGPU_PID") != "" {
+		for _, k := range []string{"KEEPGPU_READY_FILE", "KEEPGPU_READY_FIFO", "KEEPGPU_READY_MARKER"} {
 			os.Unsetenv(k)
 		}
 	}

@@ -51,8 +51,11 @@ var optionalSymbols = []string{
 
 // OpenNVML loads libnvidia-ml.so.1 and initialises it. The error says why
 // NVML is unavailable; no go-nvml function is called when Init failed.
-func OpenNVML() (*NVML, error) {
-	lib := nvml.New()
+func OpenNVML() (*NVML, error) { return openNVML() }
+
+// openNVML is OpenNVML with go-nvml's options (tests name the library).
+func openNVML(opts ...nvml.LibraryOption) (*NVML, error) {
+	lib := nvml.New(opts...)
 	if ret := lib.Init(); ret != nvml.SUCCESS {
 		if ret == nvml.ERROR_LIBRARY_NOT_FOUND {
 			return nil, errors.New("nvml: libnvidia-ml.so.1 not found")
@@ -196,6 +199,21 @@ func (n *NVML) sample(d nvml.Device) Sample {
 	return s
 }
 
+// getProcessUtilization calls go-nvml's GetProcessUtilization, which asks
+// NVML for the number of samples and then for the samples, and slices its
+// buffer to the second count even when NVML answers that the buffer is too
+// small: a process that appears between the two calls makes it panic. That
+// is a reading to skip, not a reason for the holder to die.
+func getProcessUtilization(d nvml.Device, last uint64) (samples []nvml.ProcessUtilizationSample, ret nvml.Return, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			samples, ret, err = nil, nvml.ERROR_INSUFFICIENT_SIZE, fmt.Errorf("nvmlDeviceGetProcessUtilization: processes changed while reading (%v)", r)
+		}
+	}()
+	samples, ret = d.GetProcessUtilization(last)
+	return samples, ret, nil
+}
+
 // Processes lists the compute processes on the GPU with uuid.
 func (n *NVML) Processes(uuid string) ([]Process, error) {
 	d, err := n.device(uuid)
@@ -226,7 +244,10 @@ func (n *NVML) processUtil(d nvml.Device, uuid string) (map[int]int, error) {
 	n.mu.Lock()
 	last := n.lastSeen[uuid]
 	n.mu.Unlock()
-	samples, ret := d.GetProcessUtilization(last)
+	samples, ret, err := getProcessUtilization(d, last)
+	if err != nil {
+		return nil, err
+	}
 	if ret == nvml.ERROR_NOT_FOUND {
 		// No process ran a kernel since last: a real reading of zero.
 		return map[int]int{}, nil

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, vet, and every Go test with the race
-# detector, against the project's fake GPU driver libraries (built by the
-# tests with gcc). Needs Go and gcc; no GPU, driver or CUDA toolkit.
+# The whole test suite: formatting, vet, every Go test with the race
+# detector against the project's fake GPU driver libraries (built by the
+# tests with gcc), and, as root, the Slurm tests on a live single-node
+# cluster (scripts/slurm-test.sh). Needs Go and gcc; no GPU, driver or CUDA
+# toolkit. Arguments go to go test; KEEPGPU_SKIP_SLURM=1 skips Slurm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,3 +22,13 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go test -race -count=1 -timeout 20m "$@" ./...
+
+# The Slurm tests start slurmctld, slurmd and munge (installing them if
+# missing): they need root.
+if [ -n "${KEEPGPU_SKIP_SLURM:-}" ]; then
+	echo "Slurm tests skipped (KEEPGPU_SKIP_SLURM is set)"
+elif [ "$(id -u)" != 0 ]; then
+	echo "Slurm tests skipped: scripts/slurm-test.sh needs root"
+else
+	scripts/slurm-test.sh
+fi

@@ -561,6 +561,12 @@ func (w *wrapper) handleEvent(e event) {
 		}
 	case "paused", "resumed", "telemetry", "kernel-failed":
 		w.logf("%s", e.Message)
+	case "released":
+		// The holder released by itself: a signal sent to it directly (under
+		// Slurm's proctrack/linuxproc every process of the job gets the TERM).
+		if w.lastRelease == "" && e.Reason != "" {
+			w.lastRelease = "the holder got " + e.Reason
+		}
 	case "tree-use":
 		w.lastRelease = fmt.Sprintf("the command started using gpu %d: %s", e.GPU, e.Reason)
 	case "warning":
