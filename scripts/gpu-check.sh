@@ -9,7 +9,7 @@
 #     go build -o .gpu/keepgpu .
 #     bash scripts/gpu-check.sh .gpu/keepgpu
 #
-# What it checks, in order (targets: ../shared/DESIGN.md and GPU.md):
+# What it checks, in order (targets: the performance table of the design):
 #   1. environment: the card, driver and memory; idle memory.used (the
 #      baseline) and board power. One `nvidia-smi -lms 50` samples
 #      memory.used, utilization.gpu and power.draw for the whole run.
