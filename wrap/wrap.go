@@ -128,16 +128,23 @@ func (w *wrapper) run() int {
 		return err.(*execError).status
 	}
 
-	// Catch every signal before anything starts, so none is lost. Caught
-	// signals are reset to their defaults in the processes keepgpu starts;
-	// signals keepgpu's parent ignored (nohup's SIGHUP, a shell's SIGINT for
-	// a background job) stay ignored, for keepgpu and for the command.
+	// Catch every signal before the command starts, so none is lost.
+	// Caught signals are reset to their defaults in the processes keepgpu
+	// starts; signals keepgpu's parent ignored (nohup's SIGHUP, a shell's
+	// SIGINT for a background job) stay ignored, for keepgpu and for the
+	// command. Arming ~60 signals takes the Go runtime milliseconds, so it
+	// runs while the socket and the holder are set up; a signal before then
+	// finds no command to forward to (and the holder follows keepgpu out).
 	w.sigs = make(chan os.Signal, 64)
 	catch, ignore := dispositions()
 	if len(ignore) > 0 { // Ignore() with no arguments ignores every signal
 		signal.Ignore(ignore...)
 	}
-	signal.Notify(w.sigs, catch...)
+	armed := make(chan struct{})
+	go func() {
+		defer close(armed)
+		signal.Notify(w.sigs, catch...)
+	}()
 
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		w.warnf("cannot become a child subreaper: %v", err)
@@ -165,6 +172,7 @@ func (w *wrapper) run() int {
 	} else {
 		close(w.events)
 	}
+	<-armed
 	if w.cfg.RequireGPU {
 		if why := w.awaitHolding(); why != "" {
 			fmt.Fprintf(w.cfg.Stderr, "keepgpu: --require-gpu: %s; not starting the command\n", why)
