@@ -183,7 +183,7 @@ func (w *wrapper) run() int {
 	if err := w.startChild(path); err != nil {
 		fmt.Fprintln(w.cfg.Stderr, err)
 		w.release("the command did not start")
-		w.awaitHolderExit(nil)
+		w.awaitHolderExit()
 		var ee *execError
 		if errors.As(err, &ee) {
 			return ee.status
@@ -279,7 +279,7 @@ func (w *wrapper) awaitHolding() string {
 				continue
 			case syscall.SIGINT, syscall.SIGTERM:
 				w.release(signalName(s))
-				w.awaitHolderExit(nil)
+				w.awaitHolderExit()
 				return "interrupted by " + signalName(s)
 			}
 		}
@@ -585,8 +585,9 @@ func (w *wrapper) handleEvent(e event) {
 }
 
 // awaitHolderExit waits until the holder is gone; sigs are still forwarded.
-func (w *wrapper) awaitHolderExit(deadline <-chan time.Time) {
+func (w *wrapper) awaitHolderExit() {
 	kill := time.After(30 * time.Second)
+	events := w.events
 	for w.holder != nil && !w.holder.done {
 		select {
 		case s := <-w.sigs:
@@ -595,18 +596,16 @@ func (w *wrapper) awaitHolderExit(deadline <-chan time.Time) {
 			} else if s == syscall.SIGCHLD {
 				w.reap()
 			}
-		case e, ok := <-w.events:
+		case e, ok := <-events:
 			if ok {
 				w.handleEvent(e)
 			} else {
+				events = nil // the holder is exiting; its SIGCHLD follows
 				w.reap()
-				time.Sleep(time.Millisecond)
 			}
 		case <-kill:
 			w.warnf("the holder did not exit 30s after SIGTERM; killing it (the driver frees its memory)")
 			syscall.Kill(w.holder.pid, syscall.SIGKILL)
-		case <-deadline:
-			return
 		case <-time.After(50 * time.Millisecond):
 			w.reap()
 		}
@@ -616,7 +615,7 @@ func (w *wrapper) awaitHolderExit(deadline <-chan time.Time) {
 // finishRelease makes sure the holder is gone before keepgpu exits.
 func (w *wrapper) finishRelease() {
 	w.release("command exited")
-	w.awaitHolderExit(nil)
+	w.awaitHolderExit()
 }
 
 // restoreTerminal gives the terminal back to keepgpu's process group, which
