@@ -451,9 +451,10 @@ t_multinode_node_fails() {
 		[ "kgn$n" = "$bad" ] && continue
 		has_line "$out/sig.log" "^TERM .* kgn$n$" || fail "kgn$n's command saw no TERM: $(cat "$out/sig.log")"
 	done
-	[ "$(count "$out/$job.out" "keepgpu: released the GPUs after .*(command exited")" = 1 ] &&
-		[ "$(count "$out/$job.out" "keepgpu: released the GPUs after .*(SIGTERM")" = "$((NODES - 1))" ] ||
+	if [ "$(count "$out/$job.out" "keepgpu: released the GPUs after .*(command exited")" != 1 ] ||
+		[ "$(count "$out/$job.out" "keepgpu: released the GPUs after .*(SIGTERM")" != "$((NODES - 1))" ]; then
 		fail "want one release on the command's exit and $((NODES - 1)) on SIGTERM$(show_out "$job")"
+	fi
 	note "multinode_node_fails: $bad's command exited 3; GPU free after that: $times; job $(field "$job" JobState) ExitCode=$(field "$job" ExitCode) ($PASS)"
 	until_true 5 "the fake GPUs to be free (no holder killed)" all_free
 }
@@ -698,10 +699,10 @@ run_test() {
 	local secs
 	secs=$(awk -v n=$((t1 - t0)) 'BEGIN { printf "%.1f", n / 1e9 }')
 	if [ "$rc" = 0 ]; then
-		printf 'ok    %-10s %-20s %6ss\n' "$PASS" "$name" "$secs"
+		printf 'ok    %-12s %-20s %6ss\n' "$PASS" "$name" "$secs"
 		passed=$((passed + 1))
 	else
-		printf 'FAIL  %-10s %-20s %6ss\n' "$PASS" "$name" "$secs"
+		printf 'FAIL  %-12s %-20s %6ss\n' "$PASS" "$name" "$secs"
 		sed 's/^/      | /' "$W/log/$PASS-$name.log" | tail -n 60
 		failed=$((failed + 1))
 		failures+=("$PASS/$name")
@@ -743,7 +744,7 @@ run_pass() {
 	for t in "$@"; do
 		wanted "$t" || continue
 		if [ "$quick" = 1 ] && [[ " ${slow[*]} " == *" $t "* ]]; then
-			printf 'skip  %-10s %-20s (--quick)\n' "$PASS" "$t"
+			printf 'skip  %-12s %-20s (--quick)\n' "$PASS" "$t"
 			skipped=$((skipped + 1))
 			continue
 		fi
@@ -763,7 +764,7 @@ run_pass() {
 	if ! "$repo/scripts/slurm-cluster.sh" start "$cluster" --nodes "$NODES" --proctrack "$PROCTRACK" --gpus "$gpus" \
 		--kill-wait "$KILLWAIT" --task-prolog "$S/taskprolog.sh" 2>>"$W/log/cluster.log"; then
 		cat "$W/log/cluster.log" >&2
-		printf 'FAIL  %-10s %-20s the cluster did not start\n' "$PASS" "(cluster)"
+		printf 'FAIL  %-12s %-20s the cluster did not start\n' "$PASS" "(cluster)"
 		failed=$((failed + 1))
 		failures+=("$PASS/cluster")
 		"$repo/scripts/slurm-cluster.sh" stop "$cluster" 2>>"$W/log/cluster.log" || true
