@@ -139,6 +139,8 @@ start() {
 	chmod 0755 "$dir" "$dir/etc" "$dir/run" "$dir/dev"
 	: >"$dir/pids"
 	: >"$dir/made"
+	# A start that fails stops whatever it started.
+	trap '[ $? = 0 ] || stop' EXIT
 
 	# munge, with its own key and socket. One munged serves every node:
 	# its socket is a file, reachable by path from any network namespace,
@@ -281,7 +283,6 @@ EOC
 	if [ "$idle" != "$nodes" ]; then
 		log "$idle of $nodes nodes idle${down:+ (exited:$down)}; last log lines:"
 		tail -n 15 "$dir/log/"*.log "$dir/log/"*.out >&2 2>/dev/null || true
-		stop
 		exit 1
 	fi
 	log "up: $dir ($nodes node(s) $nodelist, $gpus GPUs each, proctrack/$proctrack, ports $ctlport/$dport)"
