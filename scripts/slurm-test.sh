@@ -751,6 +751,12 @@ run_pass() {
 		todo+=("$t")
 	done
 	[ ${#todo[@]} -gt 0 ] || return 0
+	if [ "$PROCTRACK" = cgroup ] && [ "$NODES" -gt 1 ] && [ ! -d /sys/fs/cgroup/freezer ]; then
+		say "proctrack/cgroup on $NODES nodes needs a cgroup v1 freezer; skipping ${todo[*]}"
+		skipped=$((skipped + ${#todo[@]}))
+		note "$PASS: no cgroup v1 freezer; skipped"
+		return 0
+	fi
 	if [ "$PROCTRACK" = cgroup ] && ! cgroup_usable; then
 		say "proctrack/cgroup: no cgroup v1 freezer, and no systemd for cgroup v2; skipping ${todo[*]}"
 		skipped=$((skipped + ${#todo[@]}))
