@@ -47,7 +47,7 @@ while [ $# -gt 0 ]; do
 		;;
 	--nodes=*) sizes=${1#*=} ;;
 	-h | --help)
-		sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	-*)
