@@ -2,8 +2,9 @@
 # The whole test suite: formatting, vet, every Go test with the race
 # detector against the project's fake GPU driver libraries (built by the
 # tests with gcc), and, as root, the Slurm tests on live one-node and
-# three-node clusters (scripts/slurm-test.sh). Needs Go and gcc; no GPU, driver or CUDA
-# toolkit. Arguments go to go test; KEEPGPU_SKIP_SLURM=1 skips Slurm.
+# three-node clusters (scripts/slurm-test.sh). Needs Go and gcc; no GPU,
+# driver or CUDA toolkit. Arguments go to go test; KEEPGPU_SKIP_SLURM=1
+# skips Slurm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
