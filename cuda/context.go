@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -15,9 +16,28 @@ var keepalivePTX string
 // KernelName is the entry point of the embedded keep-alive kernel.
 const KernelName = "keepalive"
 
-// ctxSchedBlockingSync makes synchronisation sleep on an interrupt instead of
-// spinning a CPU core while the keep-alive kernel runs.
-const ctxSchedBlockingSync = 0x04
+// Context flags (CUctx_flags). Blocking sync makes synchronisation sleep
+// on an interrupt instead of spinning a CPU core while the keep-alive kernel
+// runs; map host lets the kernel read the stop word in pinned host memory
+// (implied by every driver with unified addressing, needed by older ones).
+const (
+	ctxSchedBlockingSync = 0x04
+	ctxMapHost           = 0x08
+)
+
+// memHostAllocDeviceMap (CU_MEMHOSTALLOC_DEVICEMAP) maps a pinned host
+// allocation into the device's address space.
+const memHostAllocDeviceMap = 0x02
+
+// StopPoll is how often the running keep-alive kernel reads its stop word:
+// the longest a Stop waits for the GPU to notice it (keepalive.ptx).
+const StopPoll = 10 * time.Microsecond
+
+// Slice is the longest single launch where the driver cannot map host
+// memory (confidential computing, for one): the kernel then cannot be told
+// to stop, so Run cuts its time into slices and a Stop waits for the one in
+// flight.
+const Slice = 2 * time.Millisecond
 
 // JIT options (CUjit_option) for the error log of cuModuleLoadDataEx.
 const (
@@ -32,8 +52,9 @@ const chunk = 1 << 30
 // Context is one CUDA context on one GPU. Every driver call on it runs on a
 // goroutine locked to the OS thread that created the context, because a
 // context is current per thread. Methods may be called from any goroutine,
-// one at a time or concurrently (they are serialised). Close destroys the
-// context, which hands every byte it allocated back to the driver.
+// one at a time or concurrently (they are serialised), except Stop, which
+// makes no driver call and never waits. Close destroys the context, which
+// hands every byte it allocated back to the driver.
 type Context struct {
 	d      *Driver
 	Info   DeviceInfo
@@ -44,7 +65,17 @@ type Context struct {
 	kernel uintptr
 	ptrs   []uint64
 	bytes  uint64
-	arg    uint64 // the kernel's parameter, kept alive for the launch
+	args   [2]uint64 // the kernel's parameters, kept alive for the launch
+
+	// stop is the kernel's stop word in mapped pinned host memory when
+	// mapped is set, nil once freed (stopMu guards that). Unmapped, the word
+	// is in device memory that nobody writes. stopDev is its device
+	// address, the kernel's second parameter.
+	stopMu  sync.Mutex
+	stop    *uint32
+	stopDev uint64
+	mapped  bool
+	stopped atomic.Bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -67,8 +98,39 @@ func (d *Driver) NewContext(ordinal int) (*Context, error) {
 		c.Close()
 		return nil, err
 	}
+	if err := c.do(c.allocStop); err != nil {
+		c.Close()
+		return nil, err
+	}
 	return c, nil
 }
+
+// allocStop allocates the kernel's stop word, zeroed: in mapped host memory
+// if the driver can map it, else in device memory.
+func (c *Context) allocStop() error {
+	var p unsafe.Pointer
+	if c.d.cuMemHostAlloc(&p, 4, memHostAllocDeviceMap).err() == nil {
+		var dev uint64
+		if err := c.d.cuMemHostGetDevPtr(&dev, p, 0).err(); err != nil {
+			c.d.cuMemFreeHost(p)
+			return c.errorf("cuMemHostGetDevicePointer", err)
+		}
+		c.stop, c.stopDev, c.mapped = (*uint32)(p), dev, true
+		atomic.StoreUint32(c.stop, 0)
+		return nil
+	}
+	if err := c.d.cuMemAlloc(&c.stopDev, 4).err(); err != nil {
+		return c.errorf("cuMemAlloc (stop word)", err)
+	}
+	if err := c.d.cuMemsetD8(c.stopDev, 0, 4).err(); err != nil {
+		return c.errorf("cuMemsetD8 (stop word)", err)
+	}
+	return nil
+}
+
+// StopMapped reports whether Stop reaches a running kernel at once (the
+// stop word is in mapped host memory), or only after the slice in flight.
+func (c *Context) StopMapped() bool { return c.mapped }
 
 // loop owns the OS thread of the context until Close.
 func (c *Context) loop(created chan<- error) {
@@ -80,7 +142,7 @@ func (c *Context) loop(created chan<- error) {
 		created <- c.errorf("cuDeviceGet", err)
 		return
 	}
-	if err := c.d.cuCtxCreate(&c.handle, ctxSchedBlockingSync, dev).err(); err != nil {
+	if err := c.d.cuCtxCreate(&c.handle, ctxSchedBlockingSync|ctxMapHost, dev).err(); err != nil {
 		created <- c.errorf("cuCtxCreate", err)
 		return
 	}
@@ -169,35 +231,64 @@ func (c *Context) Bytes() uint64 {
 	return n
 }
 
-// Launch starts the keep-alive kernel for d on one block of one thread and
-// returns without waiting for it; Sync waits.
-func (c *Context) Launch(d time.Duration) error {
-	return c.do(func() error {
-		c.arg = uint64(d.Nanoseconds())
-		params := []uintptr{uintptr(unsafe.Pointer(&c.arg))}
-		if err := c.d.cuLaunchKernel(c.kernel, 1, 1, 1, 1, 1, 1, 0, 0, &params[0], nil).err(); err != nil {
-			return c.errorf("cuLaunchKernel "+KernelName, err)
+// Run runs the keep-alive kernel for d on one block of one thread and
+// blocks, asleep in the driver's blocking synchronisation, until it ends: d
+// later, or within StopPoll of a Stop. After Stop it returns at once. Where
+// the stop word is not mapped it launches slices of at most Slice and checks
+// for a Stop between them.
+func (c *Context) Run(d time.Duration) error {
+	if !c.mapped {
+		for left := d; left > 0 && !c.stopped.Load(); left -= Slice {
+			if err := c.do(func() error { return c.launchAndSync(min(left, Slice)) }); err != nil {
+				return err
+			}
 		}
 		return nil
+	}
+	return c.do(func() error {
+		if c.stopped.Load() {
+			return nil
+		}
+		return c.launchAndSync(d)
 	})
 }
 
-// Sync blocks until every kernel launched on the context has finished.
-func (c *Context) Sync() error {
-	return c.do(func() error {
-		if err := c.d.cuCtxSynchronize().err(); err != nil {
-			return c.errorf("cuCtxSynchronize", err)
-		}
-		return nil
-	})
+// launchAndSync launches the kernel for d and waits for it; on the
+// context's thread.
+func (c *Context) launchAndSync(d time.Duration) error {
+	c.args = [2]uint64{uint64(d.Nanoseconds()), c.stopDev}
+	params := []uintptr{uintptr(unsafe.Pointer(&c.args[0])), uintptr(unsafe.Pointer(&c.args[1]))}
+	if err := c.d.cuLaunchKernel(c.kernel, 1, 1, 1, 1, 1, 1, 0, 0, &params[0], nil).err(); err != nil {
+		return c.errorf("cuLaunchKernel "+KernelName, err)
+	}
+	if err := c.d.cuCtxSynchronize().err(); err != nil {
+		return c.errorf("cuCtxSynchronize", err)
+	}
+	return nil
 }
 
-// Close waits for running kernels, frees every allocation, unloads the kernel
-// and destroys the context, so the driver has everything back when it
-// returns. Calling Close again does nothing. The first driver error is
+// Stop ends the running kernel within StopPoll (or, unmapped, after the
+// slice in flight) and makes every later Run return at once. It only
+// stores to memory, never waits, and may be called from any goroutine, any
+// number of times, even while Run or Close is in progress.
+func (c *Context) Stop() {
+	c.stopped.Store(true)
+	c.stopMu.Lock()
+	defer c.stopMu.Unlock()
+	if c.stop != nil {
+		atomic.StoreUint32(c.stop, 1)
+	}
+}
+
+// Close stops the running kernel (see Stop) and waits for it, frees every
+// allocation, unloads the kernel and destroys the context, so the driver
+// has everything back when it returns. Calling Close again does nothing. The first driver error is
 // returned, but every step is still tried.
 func (c *Context) Close() error {
-	c.closeOnce.Do(func() { c.closeErr = c.destroy() })
+	c.closeOnce.Do(func() {
+		c.Stop()
+		c.closeErr = c.destroy()
+	})
 	return c.closeErr
 }
 
@@ -214,6 +305,15 @@ func (c *Context) destroy() error {
 			keep("cuMemFree", c.d.cuMemFree(p))
 		}
 		c.ptrs, c.bytes = nil, 0
+		if c.mapped {
+			c.stopMu.Lock()
+			keep("cuMemFreeHost", c.d.cuMemFreeHost(unsafe.Pointer(c.stop)))
+			c.stop = nil
+			c.stopMu.Unlock()
+		} else if c.stopDev != 0 {
+			keep("cuMemFree", c.d.cuMemFree(c.stopDev))
+		}
+		c.stopDev = 0
 		if c.module != 0 {
 			keep("cuModuleUnload", c.d.cuModuleUnload(c.module))
 			c.module, c.kernel = 0, 0

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/ebitengine/purego"
 )
@@ -40,6 +41,9 @@ type api struct {
 	cuMemFree            func(ptr uint64) Result
 	cuMemsetD8           func(ptr uint64, value uint8, n uint64) Result
 	cuMemGetInfo         func(free, total *uint64) Result
+	cuMemHostAlloc       func(p *unsafe.Pointer, bytes uint64, flags uint32) Result
+	cuMemHostGetDevPtr   func(ptr *uint64, p unsafe.Pointer, flags uint32) Result
+	cuMemFreeHost        func(p unsafe.Pointer) Result
 	cuModuleLoadDataEx   func(mod *uintptr, image *byte, numOptions uint32, options *int32, values *uintptr) Result
 	cuModuleGetFunction  func(fn *uintptr, mod uintptr, name *byte) Result
 	cuModuleUnload       func(mod uintptr) Result
@@ -72,6 +76,9 @@ func (a *api) symbols() []struct {
 		{"cuMemFree_v2", &a.cuMemFree},
 		{"cuMemsetD8_v2", &a.cuMemsetD8},
 		{"cuMemGetInfo_v2", &a.cuMemGetInfo},
+		{"cuMemHostAlloc", &a.cuMemHostAlloc},
+		{"cuMemHostGetDevicePointer_v2", &a.cuMemHostGetDevPtr},
+		{"cuMemFreeHost", &a.cuMemFreeHost},
 		{"cuModuleLoadDataEx", &a.cuModuleLoadDataEx},
 		{"cuModuleGetFunction", &a.cuModuleGetFunction},
 		{"cuModuleUnload", &a.cuModuleUnload},

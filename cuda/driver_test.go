@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"golang.org/x/sys/unix"
 
 	"github.com/keepgpu/keepgpu/internal/fakegpu"
 )
@@ -63,7 +65,8 @@ func TestLoadErrors(t *testing.T) {
 	if err == nil {
 		t.Fatal("a library without the driver's symbols loaded")
 	}
-	for _, want := range []string{lib, "missing symbols", "cuCtxCreate_v2", "cuLaunchKernel", "cuModuleLoadDataEx"} {
+	for _, want := range []string{lib, "missing symbols", "cuCtxCreate_v2", "cuLaunchKernel", "cuModuleLoadDataEx",
+		"cuMemHostAlloc", "cuMemHostGetDevicePointer_v2", "cuMemFreeHost"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %q", err, want)
 		}
@@ -105,10 +108,10 @@ func TestContext(t *testing.T) {
 	if err := c.Alloc(7 << 30); !errors.Is(err, ErrorOutOfMemory) || !strings.Contains(err.Error(), "7.0 GiB asked") {
 		t.Fatalf("over-allocation: %v", err)
 	}
-	if err := c.Launch(1000); err != nil {
-		t.Fatal(err)
+	if !c.StopMapped() {
+		t.Fatal("the stop word is not in mapped host memory")
 	}
-	if err := c.Sync(); err != nil {
+	if err := c.Run(1000); err != nil {
 		t.Fatal(err)
 	}
 	procs, _ := node.Procs(1)
@@ -124,6 +127,86 @@ func TestContext(t *testing.T) {
 	if procs, _ := node.Procs(1); len(procs) != 0 {
 		t.Fatalf("after Close the driver still has %+v", procs)
 	}
+}
+
+// TestStop runs an hour-long kernel on the fake driver, which honours the
+// stop word as the GPU does, and stops it: Run returns, the driver records
+// the kernel as ended, later Runs return at once, and Close hands
+// everything back. Without mapped host memory (gpu<i>/hostmap 0, as under
+// confidential computing) the kernel runs in slices and stops between them.
+func TestStop(t *testing.T) {
+	libDir := t.TempDir()
+	node, err := fakegpu.NewNode(t.TempDir(), libDir, 2)
+	if err != nil {
+		t.Skipf("fake driver: %v", err)
+	}
+	node.Set(1, "hostmap", "0")
+	t.Setenv("FAKEGPU_DIR", node.Dir)
+	d, err := load(filepath.Join(libDir, LibraryName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		gpu    int
+		mapped bool
+	}{
+		{"mapped stop word", 0, true},
+		{"device stop word, slices", 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := d.NewContext(tt.gpu)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if c.StopMapped() != tt.mapped {
+				t.Fatalf("StopMapped() = %v, want %v", c.StopMapped(), tt.mapped)
+			}
+			ran := make(chan error, 1)
+			go func() { ran <- c.Run(time.Hour) }()
+			// Wait until the driver has the kernel, then stop it.
+			for {
+				procs, _ := node.Procs(tt.gpu)
+				if len(procs) == 1 && procs[0].Launches > 0 {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			stopped := monotonicNow()
+			c.Stop()
+			if err := <-ran; err != nil {
+				t.Fatal(err)
+			}
+			procs, _ := node.Procs(tt.gpu)
+			if len(procs) != 1 || procs[0].LastKernelEnd > monotonicNow() || procs[0].LastKernelEnd < stopped-int64(Slice) {
+				t.Fatalf("driver records %+v; want the kernel ended after the stop at %d", procs, stopped)
+			}
+			n := procs[0].Launches
+			if err := c.Run(time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			if procs, _ := node.Procs(tt.gpu); procs[0].Launches != n {
+				t.Fatalf("Run after Stop launched %d kernels", procs[0].Launches-n)
+			}
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if procs, _ := node.Procs(tt.gpu); len(procs) != 0 {
+				t.Fatalf("after Close the driver still has %+v", procs)
+			}
+		})
+	}
+}
+
+// monotonicNow is CLOCK_MONOTONIC in nanoseconds, the fake driver's clock.
+func monotonicNow() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(err) // cannot fail for CLOCK_MONOTONIC
+	}
+	return ts.Nano()
 }
 
 // TestProcessUtilizationRace: a process that starts between go-nvml's two

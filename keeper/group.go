@@ -39,9 +39,6 @@ func Start(ctx context.Context, gpus []cuda.DeviceInfo, open Open, opt Options) 
 	if opt.Window <= 0 {
 		opt.Window = DefaultWindow
 	}
-	if opt.Slice <= 0 {
-		opt.Slice = DefaultSlice
-	}
 	if opt.Interval <= 0 {
 		opt.Interval = 2 * time.Second
 	}
@@ -169,8 +166,8 @@ func (g *Group) Status() []Status {
 // Held returns how long the group has held its GPUs.
 func (g *Group) Held() time.Duration { return time.Since(g.started) }
 
-// Release stops every kernel, waits for the one in flight, frees the VRAM
-// and destroys the contexts, in parallel across GPUs. It returns when the
+// Release stops every kernel at once (the one in flight returns early),
+// frees the VRAM and destroys the contexts, in parallel across GPUs. It returns when the
 // driver has everything back; later calls return the first call's result.
 func (g *Group) Release() error {
 	g.once.Do(func() {

@@ -17,8 +17,12 @@ import (
 type Device interface {
 	Alloc(bytes uint64) error
 	MemInfo() (free, total uint64, err error)
-	Launch(d time.Duration) error
-	Sync() error
+	// Run runs the keep-alive kernel for d and blocks until it ends, or
+	// until Stop ends it early.
+	Run(d time.Duration) error
+	// Stop ends a running Run at once and every later one before it
+	// starts. It never blocks and may be called from any goroutine.
+	Stop()
 	Close() error
 }
 
@@ -39,16 +43,11 @@ const (
 	KernelReleased = "released"
 )
 
-// Defaults for the keep-alive duty cycle.
-const (
-	// DefaultWindow is the period of the duty cycle: the kernel runs for
-	// util% of each window. NVML samples utilization over 1/6 s to 1 s, so a
-	// window well below that reads as a steady percentage.
-	DefaultWindow = 100 * time.Millisecond
-	// DefaultSlice is the longest single kernel launch. Release waits for the
-	// kernel in flight, so this bounds how long a release can take.
-	DefaultSlice = 2 * time.Millisecond
-)
+// DefaultWindow is the period of the duty cycle: the kernel is launched
+// once per window and runs for util% of it. NVML samples utilization over
+// 1/6 s to 1 s, so a window well below that reads as a steady percentage.
+// A release does not wait for the window: it stops the kernel at once.
+const DefaultWindow = 100 * time.Millisecond
 
 // Options configure a Group.
 type Options struct {
@@ -57,7 +56,6 @@ type Options struct {
 	BusyThreshold int           // utilization not ours above which we back off; -1 never backs off
 	Interval      time.Duration // how often telemetry is read
 	Window        time.Duration // duty-cycle period; DefaultWindow if 0
-	Slice         time.Duration // longest kernel; DefaultSlice if 0
 	AllowPartial  bool          // keep the GPUs that started when others fail
 	Telemetry     Telemetry     // nil: telemetry unknown, hold anyway
 	// Own reports pids whose compute use is not foreign (the holder's own
@@ -133,12 +131,18 @@ func (k *keeper) snapshot() Status {
 	return k.status
 }
 
-// run duty-cycles the kernel and watches telemetry until ctx is done.
+// run duty-cycles the kernel and watches telemetry until ctx is done: one
+// launch per window, for util% of it, then a sleep until the next window.
+// When ctx is done, the kernel in flight is stopped at once (Device.Stop)
+// and run returns; the caller closes the device after.
 func (k *keeper) run(ctx context.Context) {
 	defer close(k.stopped)
+	defer context.AfterFunc(ctx, k.dev.Stop)()
 	on := k.opt.Window * time.Duration(k.opt.Util) / 100
 	nextCheck := time.Now().Add(k.opt.Interval)
 	k.since = time.Now()
+	wait := time.NewTimer(k.opt.Window) // reset each window
+	defer wait.Stop()
 	for ctx.Err() == nil {
 		start := time.Now()
 		if !start.Before(nextCheck) {
@@ -151,35 +155,25 @@ func (k *keeper) run(ctx context.Context) {
 		if on > 0 && k.snapshot().Kernel == KernelRunning {
 			k.burn(ctx, on)
 		}
+		wait.Reset(time.Until(start.Add(k.opt.Window)))
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Until(start.Add(k.opt.Window))):
+		case <-wait.C:
 		}
 	}
 }
 
-// burn runs the kernel for on, in slices so a release never waits long.
-// The goroutine sleeps while a slice runs and only then synchronises, so
-// no scheduler slot is tied up in the driver while the GPU works.
+// burn runs the kernel once, for on. The goroutine sleeps in the driver
+// (blocking synchronisation) while the GPU works.
 func (k *keeper) burn(ctx context.Context, on time.Duration) {
-	for left := on; left > 0 && ctx.Err() == nil; {
-		slice := min(left, k.opt.Slice)
-		err := k.dev.Launch(slice)
-		if err == nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(slice):
-			}
-			err = k.dev.Sync()
-		}
-		if err != nil {
-			k.failed = true
-			k.setStatus(func(s *Status) { s.Kernel, s.Reason = KernelFailed, err.Error() })
-			k.event("kernel-failed", err.Error())
-			return
-		}
-		k.onTime += slice // the kernel spins on the GPU's clock for exactly this long
-		left -= slice
+	if err := k.dev.Run(on); err != nil {
+		k.failed = true
+		k.setStatus(func(s *Status) { s.Kernel, s.Reason = KernelFailed, err.Error() })
+		k.event("kernel-failed", err.Error())
+		return
+	}
+	if ctx.Err() == nil {
+		k.onTime += on // the kernel spins on the GPU's clock for exactly this long
 	}
 }
 

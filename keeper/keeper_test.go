@@ -12,7 +12,8 @@ import (
 	"github.com/keepgpu/keepgpu/cuda"
 )
 
-// fakeDevice records what a keeper asks of a GPU.
+// fakeDevice records what a keeper asks of a GPU. Its Run sleeps for the
+// kernel's time, or until Stop.
 type fakeDevice struct {
 	mu       sync.Mutex
 	total    uint64
@@ -20,6 +21,8 @@ type fakeDevice struct {
 	launches int
 	closed   bool
 	allocErr error
+	stopOnce sync.Once
+	stop     chan struct{} // closed by Stop; made by opener
 }
 
 func (d *fakeDevice) Alloc(n uint64) error {
@@ -36,14 +39,21 @@ func (d *fakeDevice) MemInfo() (uint64, uint64, error) {
 	defer d.mu.Unlock()
 	return d.total - d.bytes, d.total, nil
 }
-func (d *fakeDevice) Launch(time.Duration) error {
+func (d *fakeDevice) Run(on time.Duration) error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.launches++
+	d.mu.Unlock()
+	t := time.NewTimer(on)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-d.stop:
+	}
 	return nil
 }
-func (d *fakeDevice) Sync() error { return nil }
+func (d *fakeDevice) Stop() { d.stopOnce.Do(func() { close(d.stop) }) }
 func (d *fakeDevice) Close() error {
+	d.Stop()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.closed, d.bytes = true, 0
@@ -125,6 +135,7 @@ func opener(devs map[int]*fakeDevice) Open {
 			d = &fakeDevice{total: info.TotalBytes}
 			devs[info.Ordinal] = d
 		}
+		d.stop = make(chan struct{})
 		return d, nil
 	}
 }
@@ -132,7 +143,7 @@ func opener(devs map[int]*fakeDevice) Open {
 func fastOptions(tel Telemetry, ev *events) Options {
 	return Options{
 		VRAM: VRAM{Bytes: 1 << 30}, Util: 50, BusyThreshold: 25,
-		Interval: 10 * time.Millisecond, Window: 10 * time.Millisecond, Slice: time.Millisecond,
+		Interval: 10 * time.Millisecond, Window: 10 * time.Millisecond,
 		Telemetry: tel, Events: ev.add,
 	}
 }
@@ -360,6 +371,53 @@ func TestTreeUse(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("tree use not reported")
+		}
+	}
+}
+
+// TestOneLaunchPerWindow checks that the kernel is launched once per window,
+// for util% of it, and not in slices.
+func TestOneLaunchPerWindow(t *testing.T) {
+	devs := map[int]*fakeDevice{}
+	opt := fastOptions(nil, newEvents())
+	opt.Window = 20 * time.Millisecond
+	start := time.Now()
+	g, err := Start(context.Background(), gpus(1), opener(devs), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for devs[0].count() < 5 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := g.Release(); err != nil {
+		t.Fatal(err)
+	}
+	// A slow machine may launch fewer, never more.
+	if n, most := devs[0].count(), int(time.Since(start)/opt.Window)+1; n > most {
+		t.Fatalf("%d launches in %d windows", n, most-1)
+	}
+}
+
+// TestReleaseStopsRunningKernel checks that a release does not wait for the
+// kernel in flight: with an hour-long window at util 100, Release could
+// only return by stopping it.
+func TestReleaseStopsRunningKernel(t *testing.T) {
+	devs := map[int]*fakeDevice{}
+	opt := fastOptions(nil, newEvents())
+	opt.Window, opt.Util = time.Hour, 100
+	g, err := Start(context.Background(), gpus(2), opener(devs), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for devs[0].count() < 1 || devs[1].count() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := g.Release(); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range devs {
+		if !d.closed {
+			t.Errorf("gpu %d not closed", i)
 		}
 	}
 }

@@ -268,10 +268,11 @@ var settingRE = map[string]*regexp.Regexp{
 	"mig":          regexp.MustCompile(`^[01]$`),
 	"power":        regexp.MustCompile(`^[0-9]+$`),
 	"cc":           regexp.MustCompile(`^[0-9]+\.[0-9]+$`),
+	"hostmap":      regexp.MustCompile(`^[01]$`),
 }
 
 // Set writes GPU gpu's setting key (name, uuid, total, util,
-// compute_mode, mig, power or cc) as value. Running processes see the
+// compute_mode, mig, power, cc or hostmap) as value. Running processes see the
 // change on their next call.
 func (n *Node) Set(gpu int, key, value string) error {
 	re, ok := settingRE[key]
@@ -476,7 +477,7 @@ func writeAtomic(path, data string) error {
 const usage = `usage: fakegpu COMMAND ARGS...
   build DIR                            build the fake libraries into DIR
   init DIR GPUS                        create a node with GPUS GPUs in DIR
-  set DIR GPU KEY VALUE                set a GPU setting (name uuid total util compute_mode mig power cc)
+  set DIR GPU KEY VALUE                set a GPU setting (name uuid total util compute_mode mig power cc hostmap)
   init-error DIR cuda|nvml CODE|clear  make cuInit/nvmlInit fail with CODE, or not
   add-proc DIR GPU PID BYTES           record a foreign compute process
   rm-proc DIR GPU PID                  delete a process record

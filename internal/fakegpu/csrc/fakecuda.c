@@ -5,6 +5,14 @@
  * the simulated node described in fakenode.h. No GPU memory or kernels are
  * real: allocations are bookkeeping, and a "kernel" is an interval of time
  * whose length is the kernel's first parameter, a u64 nanosecond count.
+ * A kernel whose entry declares a second parameter takes it as the device
+ * address of a 32-bit stop word, as keepgpu's keep-alive kernel does: when
+ * the word lies in mapped host memory (cuMemHostAlloc with DEVICEMAP) and
+ * the host makes it non-zero, the kernel ends early, noticed within
+ * STOP_POLL_NS by cuCtxSynchronize, and its recorded interval is cut short.
+ * A stop word in device memory never changes (nobody can write it here).
+ * gpu<i>/hostmap set to 0 makes cuMemHostAlloc refuse DEVICEMAP, as a driver
+ * in confidential-computing mode does.
  *
  * The process publishes what it holds on each physical GPU (contexts,
  * bytes, kernel launches and intervals) in $FAKEGPU_DIR/gpu<i>/procs/<pid>
@@ -49,6 +57,7 @@ enum {
 	CUDA_ERROR_INVALID_PTX = 218,
 	CUDA_ERROR_INVALID_HANDLE = 400,
 	CUDA_ERROR_NOT_FOUND = 500,
+	CUDA_ERROR_ILLEGAL_ADDRESS = 700,
 	CUDA_ERROR_NOT_SUPPORTED = 801,
 	CUDA_ERROR_UNKNOWN = 999,
 };
@@ -80,6 +89,18 @@ enum {
 #define PTR_BASE 0x100000000000ULL
 #define PTR_ALIGN (2ULL << 20)
 
+/* cuMemHostAlloc flags. */
+#define MEMHOSTALLOC_PORTABLE 0x01
+#define MEMHOSTALLOC_DEVICEMAP 0x02
+#define MEMHOSTALLOC_WRITECOMBINED 0x04
+
+/*
+ * How often a synchronising thread looks at the stop word of the kernel it
+ * waits for. The real kernel reads it every 10 us on the GPU, where it costs
+ * the host nothing; here each look is a wake-up of the host thread.
+ */
+#define STOP_POLL_NS 1000000LL
+
 /* Limits the real driver puts on launch dimensions. */
 #define MAX_THREADS_PER_BLOCK 1024U
 #define MAX_GRID_X 2147483647U
@@ -94,10 +115,19 @@ struct fc_alloc {
 	struct fc_alloc *next;
 };
 
+/* One cuMemHostAlloc allocation: real, zeroed, page-aligned host memory. */
+struct fc_host {
+	void *p;
+	size_t size;
+	int mapped; /* DEVICEMAP: its device address is its host address */
+	struct fc_host *next;
+};
+
 /* A function handle; one per (module, name), freed with the module. */
 struct fc_function {
 	struct fc_module *mod;
 	struct fc_function *next;
+	int nparams; /* parameters its .entry declares */
 	char name[];
 };
 
@@ -114,7 +144,11 @@ struct fc_ctx {
 	unsigned long long id; /* unique for the life of the process */
 	int phys;              /* physical GPU index */
 	int64_t last_end;      /* end of the last kernel launched on it */
+	int64_t last_start;    /* start of that kernel */
+	/* That kernel's stop word, if it is in mapped host memory. */
+	volatile uint32_t *stop;
 	struct fc_alloc *allocs;
+	struct fc_host *hosts;
 	struct fc_module *mods;
 	struct fc_ctx *next;
 };
@@ -394,6 +428,8 @@ static const struct {
 	{CUDA_ERROR_INVALID_PTX, "CUDA_ERROR_INVALID_PTX", "a PTX JIT compilation failed"},
 	{CUDA_ERROR_INVALID_HANDLE, "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"},
 	{CUDA_ERROR_NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
+	{CUDA_ERROR_ILLEGAL_ADDRESS, "CUDA_ERROR_ILLEGAL_ADDRESS",
+	 "an illegal memory access was encountered"},
 	{CUDA_ERROR_NOT_SUPPORTED, "CUDA_ERROR_NOT_SUPPORTED", "operation not supported"},
 	{CUDA_ERROR_UNKNOWN, "CUDA_ERROR_UNKNOWN", "unknown error"},
 };
@@ -605,6 +641,7 @@ CUresult cuCtxDestroy_v2(CUcontext ctx)
 	struct fc_ctx *c, **pp;
 	struct fc_alloc *a, *an;
 	struct fc_module *m, *mn;
+	struct fc_host *h, *hn;
 
 	if (rc != CUDA_SUCCESS)
 		return leave(rc);
@@ -623,6 +660,11 @@ CUresult cuCtxDestroy_v2(CUcontext ctx)
 	for (m = c->mods; m != NULL; m = mn) {
 		mn = m->next;
 		free_module(m);
+	}
+	for (h = c->hosts; h != NULL; h = hn) {
+		hn = h->next;
+		free(h->p);
+		free(h);
 	}
 	own[c->phys].contexts--;
 	publish(c->phys);
@@ -663,26 +705,67 @@ CUresult cuCtxGetCurrent(CUcontext *pctx)
 	return leave(CUDA_SUCCESS);
 }
 
-/* cuCtxSynchronize sleeps, without the lock, until the last kernel ends. */
+/*
+ * cut_kernel ends the context's last kernel at now, in the context and in
+ * the process's record, because its stop word was set. Called with the lock.
+ */
+static void cut_kernel(struct fc_ctx *c, int64_t now)
+{
+	struct fn_proc *p = &own[c->phys];
+	int i;
+
+	if (now >= c->last_end)
+		return;
+	if (now < c->last_start)
+		now = c->last_start;
+	for (i = p->nkernels - 1; i >= 0; i--)
+		if (p->kernels[i].start == c->last_start && p->kernels[i].end == c->last_end) {
+			p->kernels[i].end = now;
+			break;
+		}
+	c->last_end = now;
+	publish(c->phys);
+}
+
+/*
+ * cuCtxSynchronize sleeps, without the lock, until the last kernel ends. If
+ * that kernel has a stop word in mapped host memory, it looks at the word
+ * every STOP_POLL_NS and ends the kernel when the word is non-zero.
+ */
 CUresult cuCtxSynchronize(void)
 {
 	CUresult rc = enter();
 	struct fc_ctx *c;
 	struct timespec ts;
-	int64_t end;
+	volatile uint32_t *stop;
+	unsigned long long id;
+	int64_t end, now, until;
 
 	if (rc != CUDA_SUCCESS)
 		return leave(rc);
 	c = current_ctx();
 	if (c == NULL)
 		return leave(CUDA_ERROR_INVALID_CONTEXT);
+	id = c->id;
 	end = c->last_end;
+	stop = c->stop;
 	leave(CUDA_SUCCESS);
 
-	ts.tv_sec = end / 1000000000LL;
-	ts.tv_nsec = end % 1000000000LL;
-	while (fn_now_ns() < end && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-		;
+	while ((now = fn_now_ns()) < end) {
+		if (stop != NULL && __atomic_load_n(stop, __ATOMIC_ACQUIRE) != 0) {
+			enter();
+			/* The context may be gone; then so is its kernel. */
+			c = current_ctx();
+			if (c != NULL && c->id == id && c->last_end == end)
+				cut_kernel(c, now);
+			leave(CUDA_SUCCESS);
+			break;
+		}
+		until = stop != NULL && now + STOP_POLL_NS < end ? now + STOP_POLL_NS : end;
+		ts.tv_sec = until / 1000000000LL;
+		ts.tv_nsec = until % 1000000000LL;
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+	}
 	return CUDA_SUCCESS;
 }
 
@@ -761,6 +844,93 @@ CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value, size_t n)
 	return leave(CUDA_SUCCESS);
 }
 
+/* find_host returns the host allocation (of any context) holding [p, p+n). */
+static struct fc_host *find_host(uintptr_t p, size_t n)
+{
+	struct fc_ctx *c;
+	struct fc_host *h;
+	uintptr_t base;
+
+	for (c = contexts; c != NULL; c = c->next)
+		for (h = c->hosts; h != NULL; h = h->next) {
+			base = (uintptr_t)h->p;
+			if (p >= base && p - base <= h->size && n <= h->size - (p - base))
+				return h;
+		}
+	return NULL;
+}
+
+CUresult cuMemHostAlloc(void **pp, size_t size, unsigned flags)
+{
+	CUresult rc = enter();
+	struct fc_ctx *c;
+	struct fc_host *h;
+
+	if (rc != CUDA_SUCCESS)
+		return leave(rc);
+	c = current_ctx();
+	if (c == NULL)
+		return leave(CUDA_ERROR_INVALID_CONTEXT);
+	if (pp == NULL || size == 0 ||
+	    (flags & ~(unsigned)(MEMHOSTALLOC_PORTABLE | MEMHOSTALLOC_DEVICEMAP | MEMHOSTALLOC_WRITECOMBINED)) != 0)
+		return leave(CUDA_ERROR_INVALID_VALUE);
+	if ((flags & MEMHOSTALLOC_DEVICEMAP) && fn_gpu_u64(c->phys, "hostmap", 1) == 0)
+		return leave(CUDA_ERROR_NOT_SUPPORTED);
+	h = calloc(1, sizeof *h);
+	if (h == NULL || posix_memalign(&h->p, 4096, size) != 0) {
+		free(h);
+		return leave(CUDA_ERROR_OUT_OF_MEMORY);
+	}
+	memset(h->p, 0, size);
+	h->size = size;
+	h->mapped = (flags & MEMHOSTALLOC_DEVICEMAP) != 0;
+	h->next = c->hosts;
+	c->hosts = h;
+	*pp = h->p;
+	return leave(CUDA_SUCCESS);
+}
+
+CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr *dptr, void *p, unsigned flags)
+{
+	CUresult rc = enter();
+	struct fc_host *h;
+
+	if (rc != CUDA_SUCCESS)
+		return leave(rc);
+	if (current_ctx() == NULL)
+		return leave(CUDA_ERROR_INVALID_CONTEXT);
+	if (dptr == NULL || flags != 0)
+		return leave(CUDA_ERROR_INVALID_VALUE);
+	h = find_host((uintptr_t)p, 1);
+	if (h == NULL || !h->mapped)
+		return leave(CUDA_ERROR_INVALID_VALUE);
+	/* Unified addressing: the device sees it at the host's address. */
+	*dptr = (CUdeviceptr)(uintptr_t)p;
+	return leave(CUDA_SUCCESS);
+}
+
+CUresult cuMemFreeHost(void *p)
+{
+	CUresult rc = enter();
+	struct fc_ctx *c;
+	struct fc_host *h, **pp;
+
+	if (rc != CUDA_SUCCESS)
+		return leave(rc);
+	if (current_ctx() == NULL)
+		return leave(CUDA_ERROR_INVALID_CONTEXT);
+	for (c = contexts; c != NULL; c = c->next)
+		for (pp = &c->hosts; *pp != NULL; pp = &(*pp)->next)
+			if ((*pp)->p == p) {
+				h = *pp;
+				*pp = h->next;
+				free(h->p);
+				free(h);
+				return leave(CUDA_SUCCESS);
+			}
+	return leave(CUDA_ERROR_INVALID_VALUE);
+}
+
 CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total_bytes)
 {
 	CUresult rc = enter();
@@ -810,6 +980,36 @@ static int ptx_has_entry(const char *ptx, const char *name)
 			   (p[len] == '(' || isspace((unsigned char)p[len]))) {
 			return 1;
 		}
+	}
+	return 0;
+}
+
+/*
+ * ptx_entry_params returns how many parameters ".entry <name>(...)"
+ * declares in the PTX (0 if it has no parameter list or is not there).
+ */
+static int ptx_entry_params(const char *ptx, const char *name)
+{
+	const char *p = ptx, *end;
+	size_t len = strlen(name);
+	int n = 0;
+
+	while ((p = strstr(p, ".entry")) != NULL) {
+		p += strlen(".entry");
+		while (isspace((unsigned char)*p))
+			p++;
+		if (strncmp(p, name, len) != 0 || is_ident_char(p[len]))
+			continue;
+		p += len;
+		while (isspace((unsigned char)*p))
+			p++;
+		if (*p != '(' || (end = strchr(p, ')')) == NULL)
+			return 0;
+		while ((p = strstr(p, ".param")) != NULL && p < end) {
+			n++;
+			p += strlen(".param");
+		}
+		return n;
 	}
 	return 0;
 }
@@ -913,6 +1113,7 @@ CUresult cuModuleGetFunction(CUfunction *func, CUmodule module, const char *name
 	if (f == NULL)
 		return leave(CUDA_ERROR_OUT_OF_MEMORY);
 	strcpy(f->name, name);
+	f->nparams = ptx_entry_params(m->ptx, name);
 	f->mod = m;
 	f->next = m->funcs;
 	m->funcs = f;
@@ -959,7 +1160,10 @@ static void record_kernel(int phys, int64_t start, int64_t end)
  * cuLaunchKernel "runs" a kernel that busies the GPU for as many
  * nanoseconds as its first parameter (a u64) says. Kernels on one context
  * run back to back, so it starts when the previous one ends, or now. The
- * launch returns at once; cuCtxSynchronize waits for the end.
+ * launch returns at once; cuCtxSynchronize waits for the end. A second
+ * parameter is the device address of the kernel's stop word: one outside
+ * every allocation makes the launch fail as the kernel's first read would,
+ * with CUDA_ERROR_ILLEGAL_ADDRESS; one already set ends the kernel at once.
  */
 CUresult cuLaunchKernel(CUfunction func, unsigned gx, unsigned gy, unsigned gz,
 			unsigned bx, unsigned by, unsigned bz, unsigned shared_bytes,
@@ -968,7 +1172,9 @@ CUresult cuLaunchKernel(CUfunction func, unsigned gx, unsigned gy, unsigned gz,
 	CUresult rc = enter();
 	struct fc_ctx *c;
 	struct fc_function *f;
-	unsigned long long ns;
+	unsigned long long ns, word;
+	volatile uint32_t *stop = NULL;
+	struct fc_host *h;
 	int64_t now, start, end;
 
 	(void)shared_bytes;
@@ -990,10 +1196,24 @@ CUresult cuLaunchKernel(CUfunction func, unsigned gx, unsigned gy, unsigned gz,
 		return leave(CUDA_ERROR_INVALID_VALUE);
 
 	ns = *(const unsigned long long *)params[0];
+	if (f->nparams >= 2) {
+		if (params[1] == NULL)
+			return leave(CUDA_ERROR_INVALID_VALUE);
+		word = *(const unsigned long long *)params[1];
+		h = find_host((uintptr_t)word, 4);
+		if (h != NULL && h->mapped)
+			stop = (volatile uint32_t *)(uintptr_t)word;
+		else if (find_alloc(word, 4) == NULL)
+			return leave(CUDA_ERROR_ILLEGAL_ADDRESS);
+	}
 	now = fn_now_ns();
 	start = c->last_end > now ? c->last_end : now;
 	end = ns > (unsigned long long)(INT64_MAX - start) ? INT64_MAX : start + (int64_t)ns;
+	if (stop != NULL && __atomic_load_n(stop, __ATOMIC_ACQUIRE) != 0)
+		end = start;
+	c->last_start = start;
 	c->last_end = end;
+	c->stop = stop;
 	record_kernel(c->phys, start, end);
 	return leave(CUDA_SUCCESS);
 }
