@@ -2,6 +2,7 @@ package cuda
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -49,17 +50,19 @@ const (
 // that a fragmented card still fits them and memset stays short.
 const chunk = 1 << 30
 
-// Context is one CUDA context on one GPU. Every driver call on it runs on a
-// goroutine locked to the OS thread that created the context, because a
-// context is current per thread. Methods may be called from any goroutine,
-// one at a time or concurrently (they are serialised), except Stop, which
-// makes no driver call and never waits. Close destroys the context, which
-// hands every byte it allocated back to the driver.
+// Context is one CUDA context on one GPU. A context is current per OS
+// thread, so every method that calls the driver locks its goroutine to its
+// thread and makes the context current there first (cuCtxSetCurrent, a
+// thread-local store in the driver) instead of handing the call to a thread
+// of its own: waking another thread costs more than the call. Methods may
+// be called from any goroutine, one at a time or concurrently (they are
+// serialised), and Stop, which makes no driver call, never waits. Close
+// destroys the context, which hands every byte it allocated back to the
+// driver.
 type Context struct {
 	d      *Driver
 	Info   DeviceInfo
-	calls  chan func()
-	done   chan struct{}
+	mu     sync.Mutex // serialises driver calls; guards what follows
 	handle uintptr
 	module uintptr
 	kernel uintptr
@@ -88,10 +91,8 @@ func (d *Driver) NewContext(ordinal int) (*Context, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Context{d: d, Info: info, calls: make(chan func()), done: make(chan struct{})}
-	created := make(chan error, 1)
-	go c.loop(created)
-	if err := <-created; err != nil {
+	c := &Context{d: d, Info: info}
+	if err := c.create(); err != nil {
 		return nil, err
 	}
 	if err := c.do(c.loadKernel); err != nil {
@@ -132,32 +133,36 @@ func (c *Context) allocStop() error {
 // stop word is in mapped host memory), or only after the slice in flight.
 func (c *Context) StopMapped() bool { return c.mapped }
 
-// loop owns the OS thread of the context until Close.
-func (c *Context) loop(created chan<- error) {
+// create creates the context, which the driver makes current on this
+// thread.
+func (c *Context) create() error {
 	runtime.LockOSThread()
-	// The thread is never unlocked: when loop returns the runtime retires it,
-	// so no other goroutine inherits a thread with a stale current context.
+	defer runtime.UnlockOSThread()
 	var dev int32
 	if err := c.d.cuDeviceGet(&dev, int32(c.Info.Ordinal)).err(); err != nil {
-		created <- c.errorf("cuDeviceGet", err)
-		return
+		return c.errorf("cuDeviceGet", err)
 	}
 	if err := c.d.cuCtxCreate(&c.handle, ctxSchedBlockingSync|ctxMapHost, dev).err(); err != nil {
-		created <- c.errorf("cuCtxCreate", err)
-		return
+		return c.errorf("cuCtxCreate", err)
 	}
-	created <- nil
-	for f := range c.calls {
-		f()
-	}
-	close(c.done)
+	return nil
 }
 
-// do runs f on the context's thread and returns its error.
+// do runs f with the context current on this goroutine's thread, which
+// stays locked to it meanwhile, and returns f's error. A closed context
+// runs nothing.
 func (c *Context) do(f func() error) error {
-	errc := make(chan error, 1)
-	c.calls <- func() { errc <- f() }
-	return <-errc
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.handle == 0 {
+		return c.errorf("context", errors.New("closed"))
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := c.d.cuCtxSetCurrent(c.handle).err(); err != nil {
+		return c.errorf("cuCtxSetCurrent", err)
+	}
+	return f()
 }
 
 func (c *Context) errorf(op string, err error) error {
@@ -231,46 +236,55 @@ func (c *Context) Bytes() uint64 {
 	return n
 }
 
-// Run runs the keep-alive kernel for d on one block of one thread and
-// blocks, asleep in the driver's blocking synchronisation, until it ends: d
-// later, or within StopPoll of a Stop. After Stop it returns at once. Where
-// the stop word is not mapped it launches slices of at most Slice and checks
-// for a Stop between them.
-func (c *Context) Run(d time.Duration) error {
+// Launch starts the keep-alive kernel on one block of one thread and
+// returns without waiting for it: ran is how long the kernel will spin, d,
+// or at most Slice where the stop word is not mapped. It first
+// synchronises with the kernel before it (blocking synchronisation: the
+// thread sleeps if that one still runs), so a caller that sleeps for ran
+// between launches, or longer, synchronises once per launch and never
+// waits. After Stop it launches nothing and returns d.
+//
+// The waiting is the caller's, in Go, rather than this thread's in the
+// driver: a goroutine that sleeps on a timer costs nothing, while a thread
+// that stays in a driver call for milliseconds keeps the Go runtime's
+// monitor thread waking up every few tens of microseconds to look at it.
+func (c *Context) Launch(d time.Duration) (ran time.Duration, err error) {
 	if !c.mapped {
-		for left := d; left > 0 && !c.stopped.Load(); left -= Slice {
-			if err := c.do(func() error { return c.launchAndSync(min(left, Slice)) }); err != nil {
-				return err
-			}
-		}
-		return nil
+		d = min(d, Slice)
 	}
-	return c.do(func() error {
+	err = c.do(func() error {
 		if c.stopped.Load() {
 			return nil
 		}
-		return c.launchAndSync(d)
+		if err := c.d.cuCtxSynchronize().err(); err != nil {
+			return c.errorf("cuCtxSynchronize", err)
+		}
+		c.args = [2]uint64{uint64(d.Nanoseconds()), c.stopDev}
+		params := []uintptr{uintptr(unsafe.Pointer(&c.args[0])), uintptr(unsafe.Pointer(&c.args[1]))}
+		if err := c.d.cuLaunchKernel(c.kernel, 1, 1, 1, 1, 1, 1, 0, 0, &params[0], nil).err(); err != nil {
+			return c.errorf("cuLaunchKernel "+KernelName, err)
+		}
+		return nil
+	})
+	return d, err
+}
+
+// Sync blocks, asleep in the driver, until the kernel launched last has
+// ended: when its time is up, or within StopPoll of a Stop (unmapped: at
+// the end of its slice).
+func (c *Context) Sync() error {
+	return c.do(func() error {
+		if err := c.d.cuCtxSynchronize().err(); err != nil {
+			return c.errorf("cuCtxSynchronize", err)
+		}
+		return nil
 	})
 }
 
-// launchAndSync launches the kernel for d and waits for it; on the
-// context's thread.
-func (c *Context) launchAndSync(d time.Duration) error {
-	c.args = [2]uint64{uint64(d.Nanoseconds()), c.stopDev}
-	params := []uintptr{uintptr(unsafe.Pointer(&c.args[0])), uintptr(unsafe.Pointer(&c.args[1]))}
-	if err := c.d.cuLaunchKernel(c.kernel, 1, 1, 1, 1, 1, 1, 0, 0, &params[0], nil).err(); err != nil {
-		return c.errorf("cuLaunchKernel "+KernelName, err)
-	}
-	if err := c.d.cuCtxSynchronize().err(); err != nil {
-		return c.errorf("cuCtxSynchronize", err)
-	}
-	return nil
-}
-
 // Stop ends the running kernel within StopPoll (or, unmapped, after the
-// slice in flight) and makes every later Run return at once. It only
-// stores to memory, never waits, and may be called from any goroutine, any
-// number of times, even while Run or Close is in progress.
+// slice in flight) and makes every later Launch a no-op. It only stores to
+// memory, never waits, and may be called from any goroutine, any number of
+// times, even while another method is in progress.
 func (c *Context) Stop() {
 	c.stopped.Store(true)
 	c.stopMu.Lock()
@@ -282,8 +296,8 @@ func (c *Context) Stop() {
 
 // Close stops the running kernel (see Stop) and waits for it, frees every
 // allocation, unloads the kernel and destroys the context, so the driver
-// has everything back when it returns. Calling Close again does nothing. The first driver error is
-// returned, but every step is still tried.
+// has everything back when it returns. Calling Close again does nothing.
+// The first driver error is returned, but every step is still tried.
 func (c *Context) Close() error {
 	c.closeOnce.Do(func() {
 		c.Stop()
@@ -322,7 +336,5 @@ func (c *Context) destroy() error {
 		c.handle = 0
 		return first
 	})
-	close(c.calls)
-	<-c.done
 	return err
 }

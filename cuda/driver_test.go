@@ -111,7 +111,10 @@ func TestContext(t *testing.T) {
 	if !c.StopMapped() {
 		t.Fatal("the stop word is not in mapped host memory")
 	}
-	if err := c.Run(1000); err != nil {
+	if _, err := c.Launch(1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(); err != nil {
 		t.Fatal(err)
 	}
 	procs, _ := node.Procs(1)
@@ -129,10 +132,10 @@ func TestContext(t *testing.T) {
 	}
 }
 
-// TestStop runs an hour-long kernel on the fake driver, which honours the
-// stop word as the GPU does, and stops it: Run returns, the driver records
-// the kernel as ended, later Runs return at once, and Close hands
-// everything back. Without mapped host memory (gpu<i>/hostmap 0, as under
+// TestStop launches an hour-long kernel on the fake driver, which honours
+// the stop word as the GPU does, and stops it: Sync returns, the driver
+// records the kernel as ended, later Launches launch nothing, and Close
+// hands everything back. Without mapped host memory (gpu<i>/hostmap 0, as under
 // confidential computing) the kernel runs in slices and stops between them.
 func TestStop(t *testing.T) {
 	libDir := t.TempDir()
@@ -164,31 +167,29 @@ func TestStop(t *testing.T) {
 			if c.StopMapped() != tt.mapped {
 				t.Fatalf("StopMapped() = %v, want %v", c.StopMapped(), tt.mapped)
 			}
-			ran := make(chan error, 1)
-			go func() { ran <- c.Run(time.Hour) }()
-			// Wait until the driver has the kernel, then stop it.
-			for {
-				procs, _ := node.Procs(tt.gpu)
-				if len(procs) == 1 && procs[0].Launches > 0 {
-					break
-				}
-				time.Sleep(time.Millisecond)
+			ran, err := c.Launch(time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]time.Duration{true: time.Hour, false: Slice}[tt.mapped]; ran != want {
+				t.Fatalf("Launch(1h) runs the kernel for %s, want %s", ran, want)
 			}
 			stopped := monotonicNow()
 			c.Stop()
-			if err := <-ran; err != nil {
+			// Sync could not return before the slice's end or the stop.
+			if err := c.Sync(); err != nil {
 				t.Fatal(err)
 			}
 			procs, _ := node.Procs(tt.gpu)
-			if len(procs) != 1 || procs[0].LastKernelEnd > monotonicNow() || procs[0].LastKernelEnd < stopped-int64(Slice) {
-				t.Fatalf("driver records %+v; want the kernel ended after the stop at %d", procs, stopped)
+			if len(procs) != 1 || procs[0].Launches != 1 || procs[0].LastKernelEnd > monotonicNow() ||
+				(tt.mapped && procs[0].LastKernelEnd > stopped+int64(time.Second)) {
+				t.Fatalf("driver records %+v; want one kernel, ended by the stop at %d", procs, stopped)
 			}
-			n := procs[0].Launches
-			if err := c.Run(time.Hour); err != nil {
+			if _, err := c.Launch(time.Hour); err != nil {
 				t.Fatal(err)
 			}
-			if procs, _ := node.Procs(tt.gpu); procs[0].Launches != n {
-				t.Fatalf("Run after Stop launched %d kernels", procs[0].Launches-n)
+			if procs, _ := node.Procs(tt.gpu); procs[0].Launches != 1 {
+				t.Fatalf("Launch after Stop launched %d kernels", procs[0].Launches-1)
 			}
 			if err := c.Close(); err != nil {
 				t.Fatal(err)

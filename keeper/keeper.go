@@ -17,11 +17,12 @@ import (
 type Device interface {
 	Alloc(bytes uint64) error
 	MemInfo() (free, total uint64, err error)
-	// Run runs the keep-alive kernel for d and blocks until it ends, or
-	// until Stop ends it early.
-	Run(d time.Duration) error
-	// Stop ends a running Run at once and every later one before it
-	// starts. It never blocks and may be called from any goroutine.
+	// Launch starts the keep-alive kernel for d, or for less (ran) if the
+	// device runs it in slices, without waiting for it; it synchronises
+	// with the kernel before, which the caller has let end.
+	Launch(d time.Duration) (ran time.Duration, err error)
+	// Stop ends the running kernel at once and makes later Launches
+	// no-ops. It never blocks and may be called from any goroutine.
 	Stop()
 	Close() error
 }
@@ -132,7 +133,7 @@ func (k *keeper) snapshot() Status {
 }
 
 // run duty-cycles the kernel and watches telemetry until ctx is done: one
-// launch per window, for util% of it, then a sleep until the next window.
+// launch per window, for util% of it, and a sleep until the next window.
 // When ctx is done, the kernel in flight is stopped at once (Device.Stop)
 // and run returns; the caller closes the device after.
 func (k *keeper) run(ctx context.Context) {
@@ -163,17 +164,29 @@ func (k *keeper) run(ctx context.Context) {
 	}
 }
 
-// burn runs the kernel once, for on. The goroutine sleeps in the driver
-// (blocking synchronisation) while the GPU works.
+// burn runs the kernel for on: one launch, or slices where the device cuts
+// it up, sleeping through each slice but the last, whose time the wait for
+// the next window covers. The goroutine sleeps on a Go timer while the GPU
+// works; the driver synchronises at the next launch, when the kernel is
+// over.
 func (k *keeper) burn(ctx context.Context, on time.Duration) {
-	if err := k.dev.Run(on); err != nil {
-		k.failed = true
-		k.setStatus(func(s *Status) { s.Kernel, s.Reason = KernelFailed, err.Error() })
-		k.event("kernel-failed", err.Error())
-		return
-	}
-	if ctx.Err() == nil {
-		k.onTime += on // the kernel spins on the GPU's clock for exactly this long
+	for left := on; left > 0 && ctx.Err() == nil; {
+		ran, err := k.dev.Launch(left)
+		if err != nil {
+			k.failed = true
+			k.setStatus(func(s *Status) { s.Kernel, s.Reason = KernelFailed, err.Error() })
+			k.event("kernel-failed", err.Error())
+			return
+		}
+		k.onTime += ran // the kernel spins on the GPU's clock for exactly this long
+		if left -= ran; left > 0 {
+			t := time.NewTimer(ran)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
 	}
 }
 

@@ -12,8 +12,7 @@ import (
 	"github.com/keepgpu/keepgpu/cuda"
 )
 
-// fakeDevice records what a keeper asks of a GPU. Its Run sleeps for the
-// kernel's time, or until Stop.
+// fakeDevice records what a keeper asks of a GPU.
 type fakeDevice struct {
 	mu       sync.Mutex
 	total    uint64
@@ -23,6 +22,8 @@ type fakeDevice struct {
 	allocErr error
 	stopOnce sync.Once
 	stop     chan struct{} // closed by Stop; made by opener
+	// stoppedFirst: Stop had been called when Close was.
+	stoppedFirst bool
 }
 
 func (d *fakeDevice) Alloc(n uint64) error {
@@ -39,25 +40,31 @@ func (d *fakeDevice) MemInfo() (uint64, uint64, error) {
 	defer d.mu.Unlock()
 	return d.total - d.bytes, d.total, nil
 }
-func (d *fakeDevice) Run(on time.Duration) error {
+func (d *fakeDevice) Launch(on time.Duration) (time.Duration, error) {
 	d.mu.Lock()
-	d.launches++
-	d.mu.Unlock()
-	t := time.NewTimer(on)
-	defer t.Stop()
+	defer d.mu.Unlock()
 	select {
-	case <-t.C:
 	case <-d.stop:
+	default:
+		d.launches++
 	}
-	return nil
+	return on, nil
 }
 func (d *fakeDevice) Stop() { d.stopOnce.Do(func() { close(d.stop) }) }
 func (d *fakeDevice) Close() error {
-	d.Stop()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.stoppedFirst = d.stopped()
 	d.closed, d.bytes = true, 0
 	return nil
+}
+func (d *fakeDevice) stopped() bool {
+	select {
+	case <-d.stop:
+		return true
+	default:
+		return false
+	}
 }
 func (d *fakeDevice) count() int {
 	d.mu.Lock()
@@ -398,9 +405,9 @@ func TestOneLaunchPerWindow(t *testing.T) {
 	}
 }
 
-// TestReleaseStopsRunningKernel checks that a release does not wait for the
-// kernel in flight: with an hour-long window at util 100, Release could
-// only return by stopping it.
+// TestReleaseStopsRunningKernel checks that a release stops the kernel in
+// flight and does not wait for the window: with an hour-long window at
+// util 100, Release could only return by stopping both.
 func TestReleaseStopsRunningKernel(t *testing.T) {
 	devs := map[int]*fakeDevice{}
 	opt := fastOptions(nil, newEvents())
@@ -416,8 +423,8 @@ func TestReleaseStopsRunningKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, d := range devs {
-		if !d.closed {
-			t.Errorf("gpu %d not closed", i)
+		if !d.closed || !d.stoppedFirst {
+			t.Errorf("gpu %d: closed %v, stopped before closing %v", i, d.closed, d.stoppedFirst)
 		}
 	}
 }
