@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
-# The benchmark: builds keepgpu and measures, against the project's fake GPU
-# driver libraries, ready → holder exited for every ready source, the cost
-# of `keepgpu wrap -- true`, stdout throughput through --ready-marker and the
-# memory of the wrapper and the holder. Prints a Markdown table on stdout,
-# progress on stderr. Extra arguments go to the driver (internal/bench),
-# for example -n 20. Needs Go and gcc; no GPU.
+# The benchmark: builds keepgpu and measures it against the project's fake
+# GPU driver libraries. The stable figures come first: the holder's CPU per
+# held GPU and its kernel launches per GPU on 1, 8 and 16 fake GPUs, and the
+# wrapper's CPU per GiB relayed through --ready-marker, before and after the
+# match. Then SIGTERM → holder exited, ready → holder exited for every ready
+# source, the cost of `keepgpu wrap -- true`, stdout throughput (a median of
+# interleaved runs) and the memory of the wrapper and the holder. Prints a
+# Markdown table on stdout, progress on stderr. Needs Go and gcc; no GPU.
+#
+#   scripts/bench.sh [--baseline REV] [DRIVER ARGS...]
+#
+# --baseline REV also builds keepgpu at git revision REV (for example main)
+# and measures its holding and relay figures in the same run, the two
+# binaries taking turns, shown beside each figure. Other arguments go to
+# the driver (internal/bench), for example -n 20 or -only holding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+baseline=
+if [ "${1:-}" = --baseline ]; then
+	[ $# -ge 2 ] || { echo "bench: --baseline needs a git revision" >&2; exit 2; }
+	baseline=$2
+	shift 2
+fi
 
 # cgo builds get a private TMPDIR: a stray header in /tmp can break them.
 TMPDIR=$(mktemp -d)
@@ -15,4 +31,11 @@ trap 'rm -rf "$TMPDIR"' EXIT
 export CGO_CFLAGS="-O2 -g -Wno-deprecated-declarations"
 
 go build -o "$TMPDIR/keepgpu" .
-go run ./internal/bench -keepgpu "$TMPDIR/keepgpu" "$@"
+args=()
+if [ -n "$baseline" ]; then
+	mkdir "$TMPDIR/baseline"
+	git archive "$baseline" | tar -x -C "$TMPDIR/baseline"
+	(cd "$TMPDIR/baseline" && go build -o "$TMPDIR/keepgpu-baseline" .)
+	args=(-baseline "$TMPDIR/keepgpu-baseline")
+fi
+go run ./internal/bench -keepgpu "$TMPDIR/keepgpu" "${args[@]}" "$@"

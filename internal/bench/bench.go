@@ -47,6 +47,14 @@ func newBench(cfg config, log io.Writer) (*bench, error) {
 		return nil, fmt.Errorf("keepgpu binary: %w", err)
 	}
 	cfg.keepgpu = keepgpu
+	if cfg.baseline != "" {
+		if cfg.baseline, err = filepath.Abs(cfg.baseline); err == nil {
+			_, err = os.Stat(cfg.baseline)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("baseline binary: %w", err)
+		}
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("own executable: %w", err)
@@ -88,9 +96,14 @@ func cleanEnv() []string {
 // wrap returns the command `keepgpu wrap --vram 1GiB FLAGS -- CMD...` on
 // the fake node, with extra environment entries for the command.
 func (b *bench) wrap(flags []string, env []string, cmd ...string) *exec.Cmd {
+	return b.wrapWith(b.cfg.keepgpu, flags, env, cmd...)
+}
+
+// wrapWith is wrap with the keepgpu binary bin.
+func (b *bench) wrapWith(bin string, flags []string, env []string, cmd ...string) *exec.Cmd {
 	args := append([]string{"wrap", "--vram", vram}, flags...)
 	args = append(append(args, "--"), cmd...)
-	c := exec.Command(b.cfg.keepgpu, args...)
+	c := exec.Command(bin, args...)
 	c.Env = append(append([]string{}, b.env...), env...)
 	return c
 }

@@ -31,7 +31,8 @@ func TestRun(t *testing.T) {
 	// Under -race the children are race-instrumented too: spare them the
 	// race runtime's second of sleep at exit.
 	t.Setenv("GORACE", "atexit_sleep_ms=0")
-	cfg := config{keepgpu: keepgpu, n: 3, runs: 3, mib: 4, reps: 1, sleep: 500 * time.Millisecond}
+	cfg := config{keepgpu: keepgpu, baseline: keepgpu, n: 3, runs: 3, mib: 4, reps: 1, sleep: 500 * time.Millisecond,
+		holdFor: 200 * time.Millisecond, holdReps: 1}
 	var out, log bytes.Buffer
 	if err := run(cfg, &out, &log); err != nil {
 		t.Fatalf("run: %v\nprogress:\n%s", err, log.String())
@@ -46,7 +47,13 @@ func TestRun(t *testing.T) {
 		want = append(want, "stdout throughput: "+v.label)
 	}
 	want = append(want, "`keepgpu ready` called → returned", "`keepgpu version` wall time", "`wrap -- true` − `true`",
-		"wrapper memory", "holder memory")
+		"wrapper memory", "holder memory", "holder CPU per held GPU", "kernel launches per second per GPU, 16 fake GPU(s)",
+		"SIGTERM → holder exited", "relay CPU (the wrapper's), before the match", "relay CPU (the wrapper's), after the match",
+		"(baseline ")
+	// The stable figures come first.
+	if i, j := strings.Index(report, "holder CPU per held GPU"), strings.Index(report, "stdout throughput"); i < 0 || j < i {
+		t.Error("the CPU figures are not listed before the throughput")
+	}
 	for _, s := range want {
 		if !strings.Contains(report, s) {
 			t.Errorf("report lacks %q", s)

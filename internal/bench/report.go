@@ -20,6 +20,7 @@ type row struct {
 	measured string
 	target   string // "" when the project sets none
 	ok       string // "yes" or "**NO**"; "" when there is no target
+	stable   bool   // a CPU-time figure, listed first
 }
 
 // stats summarizes a sample of durations.
@@ -71,6 +72,10 @@ func (b *bench) header() ([]string, error) {
 		fmt.Sprintf("CPU: %s × %d", model, cpus),
 		"Go: " + goVersion + " (keepgpu's build)",
 		fmt.Sprintf("GPU: none — the project's fake driver libraries (internal/fakegpu), %d GPUs, holder --vram %s", gpus, vram),
+		fmt.Sprintf("holding: `keepgpu hold --gpus all --vram %s --util %s` on fake nodes of %v GPUs, %d runs per count%s; "+
+			"CPU of all the holder's threads (schedstat) and launches the fake driver counted, over %s after %s of settling, "+
+			"median; then SIGTERM at a random point of the 100 ms cycle → exit; the nodes' state in %s",
+			holdVRAM, holdUtil, holdCounts, b.cfg.holdReps, baselineNote(b.cfg.baseline), b.cfg.holdFor, holdSettle, holdPlace()),
 		fmt.Sprintf("handoffs: %d per ready source, each a fresh `keepgpu wrap`; the signal comes at a random point "+
 			"of the holder's 100 ms keep-alive cycle after it holds both GPUs; p50 · p99 · max", b.cfg.n),
 		fmt.Sprintf("start-up: %d runs each of `true`, `keepgpu wrap -- true` and `keepgpu version`, interleaved", b.cfg.runs),
@@ -78,6 +83,22 @@ func (b *bench) header() ([]string, error) {
 			"interleaved: median (min–max), first read to EOF; keepgpu's own CPU: the wrapper's user+sys time "+
 			"(start-up included) per GiB; MB = 10⁶ bytes", b.cfg.mib, b.cfg.reps),
 	}, nil
+}
+
+// holdPlace names the file system of the holding runs' fake nodes.
+func holdPlace() string {
+	if holdDir() == "/dev/shm" {
+		return "/dev/shm (tmpfs: the fake driver rewrites a record file at every launch)"
+	}
+	return "the temporary directory"
+}
+
+// baselineNote says which binary "baseline" figures come from.
+func baselineNote(path string) string {
+	if path == "" {
+		return ""
+	}
+	return " and binary, taking turns with the baseline " + path
 }
 
 // cpuInfo returns the first CPU model name in /proc/cpuinfo and the number

@@ -20,6 +20,12 @@ const markerRatio = 0.8
 // marker is the --ready-marker text of the throughput runs.
 const marker = "ready for GPU"
 
+// Targets for the wrapper's CPU time per GiB relayed through --ready-marker.
+const (
+	relayBeforeLimit = 0.3 // s/GiB while it scans
+	relayAfterLimit  = 0.1 // s/GiB after the match
+)
+
 // How a variant runs the writing command.
 const (
 	direct  = "direct"  // straight into the reader's pipe
@@ -35,6 +41,8 @@ type variant struct {
 	first string   // a first line the command writes
 	limit float64  // the target ratio to the plain pipe; 0 for none
 	note  string   // what to expect where there is no target
+	relay string   // "before" or "after" the match: a relay CPU figure
+	bin   string   // the keepgpu binary; "" for the one under test
 }
 
 // variants are the ways the writing command runs: the plain pipe first and
@@ -43,9 +51,26 @@ var variants = []variant{
 	{label: "plain pipe (no keepgpu)", how: direct},
 	{label: "plain pipe through `cat` (one more hop, for reference)", how: viaCat},
 	{label: "`wrap` without a marker", how: wrapped, note: "≈ 1× plain: the same pipe, untouched"},
-	{label: "`wrap --ready-marker`, never matches", how: wrapped, flags: []string{"--ready-marker", marker}, limit: markerRatio},
+	{label: "`wrap --ready-marker`, never matches", how: wrapped, flags: []string{"--ready-marker", marker}, limit: markerRatio,
+		relay: "before"},
 	{label: "`wrap --ready-marker`, match in the first line", how: wrapped, flags: []string{"--ready-marker", marker},
-		first: "bench: " + marker, limit: markerRatio},
+		first: "bench: " + marker, limit: markerRatio, relay: "after"},
+}
+
+// variants returns the variants to run: the baseline binary's marker
+// variants too, if there is one.
+func (b *bench) variants() []variant {
+	vs := append([]variant{}, variants...)
+	if b.cfg.baseline != "" {
+		for _, v := range variants {
+			if v.relay != "" {
+				v.label += ", baseline"
+				v.bin = b.cfg.baseline
+				vs = append(vs, v)
+			}
+		}
+	}
+	return vs
 }
 
 // throughput measures how fast the command's stdout reaches a reader
@@ -54,6 +79,7 @@ var variants = []variant{
 // GiB, a cost that does not depend on how the scheduler placed the pipe's
 // ends.
 func (b *bench) throughput() ([]row, error) {
+	variants := b.variants()
 	size := int64(b.cfg.mib) << 20
 	fmt.Fprintf(b.log, "bench: stdout throughput, %d MiB × %d per variant\n", b.cfg.mib, b.cfg.reps)
 	rates := make([][]float64, len(variants))
@@ -68,8 +94,26 @@ func (b *bench) throughput() ([]row, error) {
 			cpu[i] = append(cpu[i], used.Seconds()*float64(1<<30)/float64(size))
 		}
 	}
-	plain, cat := median(rates[0]), median(rates[1]) // median sorts
 	var rows []row
+	for i, v := range variants {
+		if v.relay == "" || v.bin != "" {
+			continue
+		}
+		limit := relayBeforeLimit
+		if v.relay == "after" {
+			limit = relayAfterLimit
+		}
+		c := median(cpu[i])
+		r := row{stable: true, figure: "`--ready-marker` relay CPU (the wrapper's), " + v.relay + " the match",
+			measured: fmt.Sprintf("%.3f s/GiB", c), target: fmt.Sprintf("≤ %.1f s/GiB", limit), ok: verdict(c <= limit)}
+		for j, w := range variants {
+			if w.bin != "" && w.relay == v.relay {
+				r.measured += fmt.Sprintf(" (baseline %.3f)", median(cpu[j]))
+			}
+		}
+		rows = append(rows, r)
+	}
+	plain, cat := median(rates[0]), median(rates[1]) // median sorts
 	for i, v := range variants {
 		rate := median(rates[i])
 		r := row{figure: "stdout throughput: " + v.label,
@@ -102,8 +146,12 @@ func (b *bench) pipeRate(v variant, size int64) (rate float64, wrapperCPU time.D
 		c = exec.Command(b.self)
 	case viaCat:
 		c = exec.Command("sh", "-c", `"$0" | cat`, b.self)
-	default:
-		c = b.wrap(v.flags, env, b.self)
+	case wrapped:
+		bin := v.bin
+		if bin == "" {
+			bin = b.cfg.keepgpu
+		}
+		c = b.wrapWith(bin, v.flags, env, b.self)
 	}
 	if v.how != wrapped {
 		c.Env = append(append([]string{}, b.env...), env...)
