@@ -181,6 +181,12 @@ func TestFallbacks(t *testing.T) {
 				}
 			}
 
+			// The wording comes from the library's nvmlErrorString, and
+			// from keepgpu's table without it.
+			if fromLib := n.err("op", ErrorNotSupported).Text == "Not Supported"; fromLib == slices.Contains(tt.hide, "nvmlErrorString") {
+				t.Errorf("wording from nvmlErrorString: %v; library has it: %v", fromLib, !fromLib)
+			}
+
 			samples, err := n.Samples()
 			if err != nil {
 				t.Fatal(err)
