@@ -320,6 +320,22 @@ func TestTwoCallGrowth(t *testing.T) {
 	}
 }
 
+// TestProcessUtilizationEmpty: a count of zero with
+// NVML_ERROR_INSUFFICIENT_SIZE, NVML's answer to a count query when there
+// is nothing to read, is a reading of no process, not a list that grows.
+func TestProcessUtilizationEmpty(t *testing.T) {
+	calls := 0
+	n := &NVML{lastSeen: map[string]uint64{}}
+	n.deviceGetProcessUtilization = func(_ device, _ *processUtilizationSample, count *uint32, _ uint64) Return {
+		calls++
+		*count = 0
+		return ErrorInsufficientSize
+	}
+	if util, err := n.processUtil(0, "GPU-x"); err != nil || len(util) != 0 || util == nil || calls != 1 {
+		t.Errorf("processUtil = %v, %v after %d calls; want an empty reading after 1", util, err, calls)
+	}
+}
+
 // TestTwoCallRace reads a GPU while processes come and go as fast as they
 // can, more of them than the first buffer holds: every reading succeeds.
 func TestTwoCallRace(t *testing.T) {

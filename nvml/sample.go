@@ -260,6 +260,11 @@ func (n *NVML) processUtil(d device, uuid string) (map[int]int, error) {
 			// No process ran a kernel since last: a real reading of zero.
 			return map[int]int{}, nil
 		case ErrorInsufficientSize:
+			if count == 0 {
+				// NVML's answer to a count query when there is nothing
+				// to read; keepgpu treated it as zero before, too.
+				return map[int]int{}, nil
+			}
 			size = grow(count, size)
 		default:
 			return nil, n.err(op+" "+uuid, r)
