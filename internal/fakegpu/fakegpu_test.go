@@ -3,11 +3,13 @@ package fakegpu
 import (
 	"bufio"
 	"bytes"
+	"debug/elf"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -896,7 +898,8 @@ static const char *nvml_syms[] = {
 	"nvmlDeviceGetUtilizationRates", "nvmlDeviceGetComputeRunningProcesses_v3",
 	"nvmlDeviceGetComputeRunningProcesses_v2", "nvmlDeviceGetProcessUtilization",
 	"nvmlDeviceGetComputeMode", "nvmlDeviceGetMigMode", "nvmlDeviceGetPowerUsage",
-	"nvmlDeviceGetCudaComputeCapability", "nvmlDeviceGetTemperature", NULL,
+	"nvmlDeviceGetCudaComputeCapability", "nvmlDeviceGetTemperature",
+	"nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetMemoryInfo_v2", NULL,
 };
 
 static long long now_ms(void)
@@ -1172,3 +1175,51 @@ int main(int argc, char **argv)
 	return 0;
 }
 `
+
+// TestBuildNVMLHides checks that an NVML built without some symbols lacks
+// exactly those, and that a symbol the sources cannot hide is refused.
+func TestBuildNVMLHides(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("no gcc")
+	}
+	if err := BuildNVML(t.TempDir(), "nvmlDeviceGetName"); err == nil {
+		t.Error("BuildNVML hid a symbol every driver has")
+	}
+	tests := []struct {
+		name string
+		hide []string
+	}{
+		{"none", nil},
+		{"processes v3", []string{"nvmlDeviceGetComputeRunningProcesses_v3"}},
+		{"all", HideableNVML},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := BuildNVML(dir, tt.hide...); err != nil {
+				t.Fatal(err)
+			}
+			f, err := elf.Open(filepath.Join(dir, NVMLLib))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			syms, err := f.DynamicSymbols()
+			if err != nil {
+				t.Fatal(err)
+			}
+			exported := map[string]bool{}
+			for _, s := range syms {
+				if s.Section != elf.SHN_UNDEF {
+					exported[s.Name] = true
+				}
+			}
+			for _, sym := range append(HideableNVML, "nvmlInit", "nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex",
+				"nvmlDeviceGetMemoryInfo", "nvmlDeviceGetComputeRunningProcesses") {
+				if hidden := slices.Contains(tt.hide, sym); exported[sym] == hidden {
+					t.Errorf("%s exported: %v, want %v", sym, exported[sym], !hidden)
+				}
+			}
+		})
+	}
+}
