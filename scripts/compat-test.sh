@@ -176,7 +176,7 @@ need "${pkgs[@]}"
 goreleaser_version=v2.15.1
 gobin=$cache/gobin-$goreleaser_version
 if wanted release && [ ! -x "$gobin/goreleaser" ]; then
-	GOBIN=$gobin go install "github.com/goreleaser/goreleaser/v2@$goreleaser_version" >"$W/goreleaser-install.log" 2>&1 &
+	CGO_ENABLED=0 GOBIN=$gobin go install "github.com/goreleaser/goreleaser/v2@$goreleaser_version" >"$W/goreleaser-install.log" 2>&1 &
 	goreleaser_pid=$!
 	bg_pids+=("$goreleaser_pid")
 fi
