@@ -33,8 +33,6 @@ type api struct {
 	shutdown    func() Return
 	errorString func(r Return) string
 
-	systemGetDriverVersion func(version *byte, length uint32) Return
-
 	deviceGetCount            func(count *uint32) Return
 	deviceGetHandleByIndex    func(index uint32, dev *device) Return
 	deviceGetHandleByUUID     func(uuid *byte, dev *device) Return
@@ -60,43 +58,41 @@ type api struct {
 }
 
 // entry is one entry point: the names that provide it, newest first, and
-// the function variable each name fills (the struct it uses differs by
-// version, so the variables may too).
+// the function variable the first one the library exports fills.
 type entry struct {
 	names    []string
-	fns      []any
+	fn       any
 	optional bool
-	picked   func(i int) // called with the index of the name found
+	picked   func(i int) // called with the index in names of the one found
 }
 
 func (a *api) entries() []entry {
 	return []entry{
-		{names: []string{"nvmlInit_v2", "nvmlInit"}, fns: []any{&a.init, &a.init}},
-		{names: []string{"nvmlShutdown"}, fns: []any{&a.shutdown}},
-		{names: []string{"nvmlErrorString"}, fns: []any{&a.errorString}, optional: true},
-		{names: []string{"nvmlSystemGetDriverVersion"}, fns: []any{&a.systemGetDriverVersion}},
-		{names: []string{"nvmlDeviceGetCount_v2", "nvmlDeviceGetCount"}, fns: []any{&a.deviceGetCount, &a.deviceGetCount}},
-		{names: []string{"nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetHandleByIndex"}, fns: []any{&a.deviceGetHandleByIndex, &a.deviceGetHandleByIndex}},
-		{names: []string{"nvmlDeviceGetHandleByUUID"}, fns: []any{&a.deviceGetHandleByUUID}},
-		{names: []string{"nvmlDeviceGetIndex"}, fns: []any{&a.deviceGetIndex}},
-		{names: []string{"nvmlDeviceGetName"}, fns: []any{&a.deviceGetName}},
-		{names: []string{"nvmlDeviceGetUUID"}, fns: []any{&a.deviceGetUUID}},
-		{names: []string{"nvmlDeviceGetComputeMode"}, fns: []any{&a.deviceGetComputeMode}},
-		{names: []string{"nvmlDeviceGetUtilizationRates"}, fns: []any{&a.deviceGetUtilizationRates}},
+		{names: []string{"nvmlInit_v2", "nvmlInit"}, fn: &a.init},
+		{names: []string{"nvmlShutdown"}, fn: &a.shutdown},
+		{names: []string{"nvmlErrorString"}, fn: &a.errorString, optional: true},
+		{names: []string{"nvmlDeviceGetCount_v2", "nvmlDeviceGetCount"}, fn: &a.deviceGetCount},
+		{names: []string{"nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetHandleByIndex"}, fn: &a.deviceGetHandleByIndex},
+		{names: []string{"nvmlDeviceGetHandleByUUID"}, fn: &a.deviceGetHandleByUUID},
+		{names: []string{"nvmlDeviceGetIndex"}, fn: &a.deviceGetIndex},
+		{names: []string{"nvmlDeviceGetName"}, fn: &a.deviceGetName},
+		{names: []string{"nvmlDeviceGetUUID"}, fn: &a.deviceGetUUID},
+		{names: []string{"nvmlDeviceGetComputeMode"}, fn: &a.deviceGetComputeMode},
+		{names: []string{"nvmlDeviceGetUtilizationRates"}, fn: &a.deviceGetUtilizationRates},
 		// _v2 is tried first at every call and v1 is its fallback, so v1
 		// is needed either way.
-		{names: []string{"nvmlDeviceGetMemoryInfo"}, fns: []any{&a.deviceGetMemoryInfo}},
-		{names: []string{"nvmlDeviceGetMemoryInfo_v2"}, fns: []any{&a.deviceGetMemoryInfoV2}, optional: true},
+		{names: []string{"nvmlDeviceGetMemoryInfo"}, fn: &a.deviceGetMemoryInfo},
+		{names: []string{"nvmlDeviceGetMemoryInfo_v2"}, fn: &a.deviceGetMemoryInfoV2, optional: true},
 		{
 			names: []string{"nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2", "nvmlDeviceGetComputeRunningProcesses"},
-			fns:   []any{&a.deviceGetComputeRunningProcesses, &a.deviceGetComputeRunningProcesses, &a.deviceGetComputeRunningProcesses},
+			fn:    &a.deviceGetComputeRunningProcesses,
 			picked: func(i int) {
 				a.procsVersion = 3 - i
 			},
 		},
-		{names: []string{"nvmlDeviceGetProcessUtilization"}, fns: []any{&a.deviceGetProcessUtilization}, optional: true},
-		{names: []string{"nvmlDeviceGetMigMode"}, fns: []any{&a.deviceGetMigMode}, optional: true},
-		{names: []string{"nvmlDeviceGetPowerUsage"}, fns: []any{&a.deviceGetPowerUsage}, optional: true},
+		{names: []string{"nvmlDeviceGetProcessUtilization"}, fn: &a.deviceGetProcessUtilization, optional: true},
+		{names: []string{"nvmlDeviceGetMigMode"}, fn: &a.deviceGetMigMode, optional: true},
+		{names: []string{"nvmlDeviceGetPowerUsage"}, fn: &a.deviceGetPowerUsage, optional: true},
 	}
 }
 
@@ -157,7 +153,7 @@ func open(name string) (*NVML, error) {
 			if err != nil || addr == 0 {
 				continue
 			}
-			purego.RegisterFunc(e.fns[i], addr)
+			purego.RegisterFunc(e.fn, addr)
 			if e.picked != nil {
 				e.picked(i)
 			}
@@ -195,18 +191,9 @@ func (n *NVML) Close() error {
 	return nil
 }
 
-// bufferSize is the length of the buffers NVML fills with names, UUIDs and
-// versions; nvml.h's longest (NVML_DEVICE_NAME_V2_BUFFER_SIZE) is 96.
+// bufferSize is the length of the buffers NVML fills with names and UUIDs;
+// nvml.h's longest (NVML_DEVICE_NAME_V2_BUFFER_SIZE) is 96.
 const bufferSize = 256
-
-// DriverVersion returns the NVIDIA driver version, as "550.54.15".
-func (n *NVML) DriverVersion() (string, error) {
-	buf := make([]byte, bufferSize)
-	if r := n.systemGetDriverVersion(&buf[0], uint32(len(buf))); r != Success {
-		return "", n.err("nvmlSystemGetDriverVersion", r)
-	}
-	return cString(buf), nil
-}
 
 func cString(b []byte) string {
 	if i := strings.IndexByte(string(b), 0); i >= 0 {

@@ -361,3 +361,48 @@ func TestTwoCallRace(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryFallback: a library that exports nvmlDeviceGetMemoryInfo_v2
+// but refuses it at run time is read with nvmlDeviceGetMemoryInfo; any other
+// failure of _v2 is the reading's error.
+func TestMemoryFallback(t *testing.T) {
+	tests := []struct {
+		v2       Return
+		used     uint64
+		fallback bool
+		err      error
+	}{
+		{v2: Success, used: 2},
+		{v2: ErrorArgumentVersionMismatch, used: 1, fallback: true},
+		{v2: ErrorFunctionNotFound, used: 1, fallback: true},
+		{v2: ErrorNotSupported, used: 1, fallback: true},
+		{v2: ErrorGPUIsLost, err: ErrorGPUIsLost},
+	}
+	for _, tt := range tests {
+		t.Run(tt.v2.Error(), func(t *testing.T) {
+			v1Called := false
+			n := &NVML{}
+			n.deviceGetMemoryInfoV2 = func(_ device, m *memoryV2) Return {
+				if m.Version != 40|2<<24 {
+					t.Errorf("version %#x, want nvmlMemory_v2 %#x", m.Version, 40|2<<24)
+				}
+				if tt.v2 == Success {
+					m.Total, m.Used = 10, 2
+				}
+				return tt.v2
+			}
+			n.deviceGetMemoryInfo = func(_ device, m *memoryV1) Return {
+				v1Called = true
+				m.Total, m.Used = 10, 1
+				return Success
+			}
+			_, used, err := n.memory(0, "GPU-x")
+			if v1Called != tt.fallback || used != tt.used || !errors.Is(err, tt.err) || (err == nil) != (tt.err == nil) {
+				t.Errorf("used %d, err %v, v1 called %v", used, err, v1Called)
+			}
+			if err != nil && !strings.HasPrefix(err.Error(), "nvmlDeviceGetMemoryInfo_v2 GPU-x: GPU is lost") {
+				t.Errorf("error %q", err)
+			}
+		})
+	}
+}
