@@ -16,8 +16,9 @@
 #            for sm_50, sm_70, sm_80 and sm_90; cuobjdump -sass shows one spin
 #            loop on SR_GLOBALTIMER and no memory instruction
 #   release  a goreleaser v2.15.1 snapshot (.goreleaser.yaml): both tarballs
-#            hold a working keepgpu, checksums.txt verifies, and a build of a
-#            tagged commit prints the tag as its version
+#            hold a working keepgpu, checksums.txt verifies; a build of a
+#            tagged commit prints the tag as its version, and so does
+#            `go install module@tag` from a module proxy in a directory
 #
 #   scripts/compat-test.sh [--keep] [CHECK...]     (default: all of them)
 #
@@ -42,7 +43,7 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--keep) keep=1 ;;
 	-h | --help)
-		sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	build | arm64 | glibc | nvidia | ptx | release) only+=("$1") ;;
@@ -547,14 +548,35 @@ if wanted release; then
 				fi
 			done
 			# The version comes from the git tag.
-			git -C "$src" tag v9.8.7
+			git -C "$src" tag v1.9.8
 			rc=0
 			log=$(cd "$src" && "$gr" build --single-target --clean --output "$W/tagged" 2>&1) || rc=$?
 			if [ "$rc" = 0 ]; then
-				expect "release: a build of the commit tagged v9.8.7 prints keepgpu v9.8.7" 0 \
-					'^keepgpu v9\.8\.7 \(go[0-9.]+, linux/amd64\)$' "$W/tagged" version
+				expect "release: a build of the commit tagged v1.9.8 prints keepgpu v1.9.8" 0 \
+					'^keepgpu v1\.9\.8 \(go[0-9.]+, linux/amd64\)$' "$W/tagged" version
 			else
 				fail "release: goreleaser build --single-target of a tagged commit" "$(tail -n 40 <<<"$log")"
+			fi
+			# go install module@version, served by a module proxy in a
+			# directory (the other modules come from the Go module cache and
+			# proxy), into a private module cache: the binary reports the
+			# module version.
+			mod=$(cd "$repo" && go list -m)
+			px=$W/proxy/$mod/@v
+			mkdir -p "$px"
+			echo '{"Version":"v1.9.8"}' >"$px/v1.9.8.info"
+			cp "$src/go.mod" "$px/v1.9.8.mod"
+			git -C "$src" archive --format=zip --prefix="$mod@v1.9.8/" -o "$px/v1.9.8.zip" v1.9.8
+			echo v1.9.8 >"$px/list"
+			rc=0
+			log=$(cd "$W" && CGO_ENABLED=0 GOBIN=$W/gobin GOMODCACHE=$W/modcache GOFLAGS=-modcacherw GONOSUMDB="$mod" \
+				GOPROXY="file://$W/proxy,file://$(go env GOMODCACHE)/cache/download,$(go env GOPROXY)" \
+				go install "$mod@v1.9.8" 2>&1) || rc=$?
+			if [ "$rc" = 0 ]; then
+				expect "release: go install $mod@v1.9.8 prints keepgpu v1.9.8" 0 \
+					'^keepgpu v1\.9\.8 \(go[0-9.]+, linux/amd64\)$' "$W/gobin/keepgpu" version
+			else
+				fail "release: go install $mod@v1.9.8 from a local module proxy" "$log"
 			fi
 		fi
 	fi
