@@ -63,7 +63,7 @@ chmod 755 "$W"
 cache=${KEEPGPU_COMPAT_CACHE:-$W/cache}
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
-binfmt_registered=0
+binfmt_registered=0 binfmt_mounted=0
 bg_pids=()
 cleanup() {
 	local pid
@@ -72,6 +72,9 @@ cleanup() {
 	done
 	if [ "$binfmt_registered" = 1 ]; then
 		echo -1 >/proc/sys/fs/binfmt_misc/qemu-aarch64 || true
+	fi
+	if [ "$binfmt_mounted" = 1 ]; then
+		umount /proc/sys/fs/binfmt_misc || true
 	fi
 	if [ "$keep" = 1 ]; then
 		echo "compat-test: kept $W"
@@ -235,7 +238,7 @@ for arch in amd64 arm64; do
 	floor=$(glibc_floor "${bin[$arch]}")
 	interp=$(readelf -l "${bin[$arch]}" | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')
 	if within "$floor" 2.17; then
-		pass "build: $arch binary needs glibc ${floor/none/(no versioned symbol)} at most (readelf -V), interpreter ${interp:-none}"
+		pass "build: $arch binary: $([ "$floor" = none ] && echo "no GLIBC_ symbol version" || echo "GLIBC_$floor at most") (readelf -V; limit 2.17), interpreter ${interp:-none}"
 	else
 		fail "build: $arch binary needs GLIBC_$floor, above 2.17" "$(readelf -V --wide "${bin[$arch]}" | grep 'Name: GLIBC_')"
 	fi
@@ -253,7 +256,10 @@ if wanted arm64; then
 		# needs qemu's binfmt handler for that. Debian registers it at boot
 		# (systemd-binfmt); register it here if nothing did.
 		if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
-			[ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+			if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+				mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+				binfmt_mounted=1
+			fi
 			cat /usr/lib/binfmt.d/qemu-aarch64.conf >/proc/sys/fs/binfmt_misc/register
 			binfmt_registered=1
 			note "arm64: registered qemu-aarch64 with binfmt_misc for this run"
@@ -452,14 +458,15 @@ if wanted ptx; then
 			# One instruction per line: address, predicate, opcode, operands.
 			ins=$(sed -n 's|^ *\/\*\([0-9a-f]\{4\}\)\*\/ *\(@!\{0,1\}U\{0,1\}P[0-9T]\{1,\} \{1,\}\)\{0,1\}\([A-Z][A-Z0-9_.]*\)\(.*\);.*|\1 \2 \3 \4|p' <<<"$sass" |
 				awk '{ addr = $1; if ($2 ~ /^@/) { pred = $2; op = $3; $1 = $2 = $3 = "" } else { pred = "-"; op = $2; $1 = $2 = "" }; gsub(/^ +/, ""); print addr, pred, op, $0 }')
+			total=$(grep -Ec '^ *\/\*[0-9a-f]{4}\*\/ ' <<<"$sass" || true)
 			# Memory instructions of every SASS generation: loads and stores
-			# (generic, global, local, shared, LDGSTS, LDSM), atomics and
-			# reductions, surface and texture access, cache control, and the
-			# Hopper bulk copies. LDC/ULDC read the constant bank (the
-			# kernel's parameter and the stack pointer's initial value) and
-			# are no memory traffic.
+			# (generic LD/ST, LDG/STG, LDL/STL, LDS/STS, LDSM, LDGSTS),
+			# atomics and reductions (not the warp-level REDUX), surface and
+			# texture access, cache control, and Hopper's bulk copies.
+			# LDC/ULDC read the constant bank (the kernel's parameter and the
+			# stack pointer's initial value): no memory traffic.
 			mem=$(awk '{ op = $3; sub(/\..*/, "", op) }
-				op != "LDC" && op != "ULDC" && op ~ /^(LD|ST|ATOM|RED|SU|TEX|TLD|TXD|TXQ|TMML|CCTL|UTMA|UBLKCP|UBLKRED|UBLKPF)/' <<<"$ins")
+				op != "LDC" && op != "ULDC" && op ~ /^(LD[A-Z]*|ST[A-Z]*|ATOM[A-Z]*|RED|REDG|REDAS|SU(LD|ST|ATOM|RED)|TEX[A-Z]*|TLD[0-9A-Z]*|TXD|TXQ|TMML|CCTL[A-Z]*|UTMA[A-Z]*|UBLK[A-Z]*)$/' <<<"$ins")
 			# Backward conditional branches are the loops; a branch to itself
 			# after EXIT is the compiler's end-of-program guard.
 			loops=$(awk '$3 ~ /^BRA/ { t = ""; for (i = 4; i <= NF; i++) if ($i ~ /^0x[0-9a-f]+,?$/) t = $i
@@ -473,10 +480,10 @@ if wanted ptx; then
 			fi
 			spills=$(grep -o '[0-9]* bytes stack frame, [0-9]* bytes spill stores, [0-9]* bytes spill loads' <<<"$log" || true)
 			nins=$(grep -c . <<<"$ins")
-			if [ -n "$mem" ] || [ "$nloops" != 1 ] || [ "$timer" = 0 ] || [ "$spills" != "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" ] ||
+			if [ -n "$mem" ] || [ "$nins" != "$total" ] || [ "$nloops" != 1 ] || [ "$timer" = 0 ] || [ "$spills" != "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" ] ||
 				! grep -q 'Function : keepalive' <<<"$sass" || ! grep -qw EXIT <<<"$ins"; then
 				fail "ptx: sm_$sm: want one loop reading SR_GLOBALTIMER, no memory instruction, no stack" \
-					"memory instructions: ${mem:-none}" "loops (target, branch): ${loops:-none}" "ptxas -v: $spills" "$sass"
+					"instructions parsed: $nins of $total" "memory instructions: ${mem:-none}" "loops (target, branch): ${loops:-none}" "ptxas -v: $spills" "$sass"
 			else
 				pass "ptx: sm_$sm: $nins instructions, one loop (0x$from..0x$to) reading SR_GLOBALTIMER, no memory instruction, $spills"
 			fi
@@ -536,7 +543,7 @@ if wanted release; then
 				floor=$(glibc_floor "$x/keepgpu")
 				if grep -q "GOARCH=$arch" <<<"$info" && grep -q 'CGO_ENABLED=0' <<<"$info" && grep -q -- '-trimpath=true' <<<"$info" &&
 					! readelf -S "$x/keepgpu" | grep -q '\.symtab' && within "$floor" 2.17; then
-					pass "release: $(basename "$tgz"): keepgpu for $arch, CGO_ENABLED=0, -trimpath, stripped, glibc ${floor/none/(no versioned symbol)} at most ($(($(stat -c %s "$x/keepgpu") / 1024)) KiB)"
+					pass "release: $(basename "$tgz"): keepgpu for $arch, CGO_ENABLED=0, -trimpath, stripped, $([ "$floor" = none ] && echo "no GLIBC_ symbol version" || echo "GLIBC_$floor at most") ($(($(stat -c %s "$x/keepgpu") / 1024)) KiB)"
 				else
 					fail "release: $(basename "$tgz"): keepgpu for $arch, CGO_ENABLED=0, -trimpath, stripped" "glibc floor $floor" "$info"
 				fi
