@@ -13,20 +13,19 @@ import (
 // two: SIGHUP and SIGINT, whose inherited SIG_IGN it keeps and which
 // os/signal.Ignored reports. It does not touch SIGCONT, SIGTSTP, SIGTTIN and
 // SIGTTOU until a signal.Notify asks for them, so their inherited
-// disposition is still the kernel's when the wrap package is initialised,
-// and /proc/self/status shows it (SigIgn). Every other inherited SIG_IGN (a
-// background job's SIGQUIT, a shell's trap ” PIPE) is gone before keepgpu
+// disposition is still the kernel's until then, and /proc/self/status shows
+// it (SigIgn). Every other inherited SIG_IGN (the SIGQUIT of a shell's
+// background job, a SIGPIPE a shell trap ignores) is gone before keepgpu
 // can see it: only a C constructor, running before the runtime, could
 // record it.
 var untouchedByRuntime = []syscall.Signal{syscall.SIGCONT, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU}
 
-// ignoredUntouched is the SigIgn mask of /proc/self/status (bit N-1 for
-// signal N) when the package was initialised, limited to
-// untouchedByRuntime. It is read this early because a signal.Notify (for
-// --ready-signal, say) replaces the disposition.
-var ignoredUntouched = readIgnored()
-
-func readIgnored() uint64 {
+// ignoredUntouched returns the SigIgn mask of /proc/self/status (bit N-1
+// for signal N), limited to untouchedByRuntime. It is true to the start
+// only for the signals no signal.Notify has asked for yet: Run reads it
+// before it catches any signal. (The --ready-signal's source catches its
+// signal earlier, which keepgpu does not forward either way.)
+func ignoredUntouched() uint64 {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
@@ -47,9 +46,10 @@ func readIgnored() uint64 {
 // ignoredAtStart reports whether sig was ignored when keepgpu started, as
 // far as a program without cgo can know: true for SIGHUP, SIGINT, SIGCONT,
 // SIGTSTP, SIGTTIN and SIGTTOU when they were; always false for the others.
-func ignoredAtStart(sig syscall.Signal) bool {
+// untouched is ignoredUntouched's answer.
+func ignoredAtStart(sig syscall.Signal, untouched uint64) bool {
 	if sig == syscall.SIGHUP || sig == syscall.SIGINT {
 		return signal.Ignored(sig)
 	}
-	return sig >= 1 && sig <= 64 && ignoredUntouched&(1<<(sig-1)) != 0
+	return sig >= 1 && sig <= 64 && untouched&(1<<(sig-1)) != 0
 }
