@@ -185,9 +185,10 @@ if wanted release && [ ! -x "$gobin/goreleaser" ]; then
 	bg_pids+=("$goreleaser_pid")
 fi
 
-# fetch_debs DIR PACKAGE...: downloads the .deb files of bookworm's main,
-# contrib and non-free PACKAGEs into DIR (skipping those already there)
-# through a private apt configuration, leaving the system's apt untouched.
+# fetch_debs DIR PACKAGE...: downloads the .deb files of bookworm non-free's
+# PACKAGEs into DIR (skipping those already there) through a private apt
+# configuration that lists only that component, leaving the system's apt
+# sources, lists and cache untouched.
 fetch_debs() {
 	local dir=$1 p apt=$cache/apt missing=()
 	shift
@@ -196,10 +197,10 @@ fetch_debs() {
 	done
 	[ ${#missing[@]} -gt 0 ] || return 0
 	mkdir -p "$dir" "$apt/lists/partial" "$apt/archives/partial"
-	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bookworm main contrib non-free" >"$apt/sources.list"
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bookworm non-free" >"$apt/sources.list"
 	local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/nonexistent
 		-o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
-		-o Debug::NoLocking=1 -o APT::Sandbox::User="$(id -un)" -o Acquire::Languages=none
+		-o Debug::NoLocking=1 -o APT::Sandbox::User="$(id -un)" -o Acquire::Languages=none -o Acquire::Retries=3
 		-o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
 		-o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false
 		-o Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false
