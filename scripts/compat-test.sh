@@ -343,7 +343,8 @@ if wanted glibc; then
 			mv "$root.tmp" "$root"
 			note "glibc: debootstrap --variant=minbase bullseye from $mirror took $(($(date +%s) - t1)) s ($(du -sm "$root" | cut -f1) MB)"
 		else
-			fail "glibc: debootstrap --variant=minbase bullseye $root $mirror" "$(tail -n 20 "$W/debootstrap.log")"
+			fail "glibc: debootstrap --variant=minbase bullseye $root $mirror (if the mirror no longer serves bullseye, KEEPGPU_DEBIAN_MIRROR names another)" \
+				"$(tail -n 20 "$W/debootstrap.log")"
 		fi
 	fi
 	k=${bin[amd64]:-}
