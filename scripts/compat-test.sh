@@ -504,19 +504,20 @@ if wanted release; then
 		note "release: goreleaser $goreleaser_version compiled in the background, ready $(($(date +%s) - begin)) s after the start"
 	fi
 	gr=$gobin/goreleaser
-	if [ ! -x "$gr" ]; then
-		:
-	elif ! git -C "$repo" rev-parse --git-dir >/dev/null 2>&1; then
-		fail "release: goreleaser needs a git checkout; $repo is not one"
-	else
-		# A copy of the working tree (committed or not) as a fresh repository
-		# with one commit, so that the snapshot and the tagged build see this
-		# tree and the checkout's own dist/ and tags stay untouched.
+	if [ -x "$gr" ]; then
+		# A copy of the working tree (committed or not; a tree without git
+		# works too) as a fresh repository with one commit, so that the
+		# snapshot and the tagged build see this tree and the checkout's own
+		# dist/ and tags stay untouched.
 		src=$W/release-src
 		mkdir -p "$src"
-		(cd "$repo" && git ls-files -z --cached --others --exclude-standard |
-			while IFS= read -r -d '' f; do [ ! -e "$f" ] || printf '%s\0' "$f"; done |
-			tar -c --null -T - -f -) | tar -x -C "$src"
+		if git -C "$repo" rev-parse --git-dir >/dev/null 2>&1; then
+			(cd "$repo" && git ls-files -z --cached --others --exclude-standard |
+				while IFS= read -r -d '' f; do [ ! -e "$f" ] || printf '%s\0' "$f"; done |
+				tar -c --null -T - -f -) | tar -x -C "$src"
+		else
+			(cd "$repo" && tar -c --exclude=./.git --exclude=./dist --exclude=./.ci/artifacts -f - .) | tar -x -C "$src"
+		fi
 		git -C "$src" init -q
 		git -C "$src" remote add origin "$(git -C "$repo" remote get-url origin 2>/dev/null || echo "file://$repo")"
 		git -C "$src" add -A
