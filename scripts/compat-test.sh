@@ -257,13 +257,16 @@ if wanted arm64; then
 		# needs qemu's binfmt handler for that. Debian registers it at boot
 		# (systemd-binfmt); register it here if nothing did.
 		if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
-			if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
-				mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+			if [ ! -e /proc/sys/fs/binfmt_misc/register ] &&
+				mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; then
 				binfmt_mounted=1
 			fi
-			cat /usr/lib/binfmt.d/qemu-aarch64.conf >/proc/sys/fs/binfmt_misc/register
-			binfmt_registered=1
-			note "arm64: registered qemu-aarch64 with binfmt_misc for this run"
+			if cat /usr/lib/binfmt.d/qemu-aarch64.conf >/proc/sys/fs/binfmt_misc/register; then
+				binfmt_registered=1
+				note "arm64: registered qemu-aarch64 with binfmt_misc for this run"
+			else
+				fail "arm64: registering qemu-aarch64 with binfmt_misc (wrap's holder cannot start without it)"
+			fi
 		fi
 		export QEMU_LD_PREFIX=$sysroot # -L for every emulated process, the holder too
 		q=(qemu-aarch64-static -L "$sysroot")
