@@ -485,12 +485,12 @@ if wanted ptx; then
 			fi
 			spills=$(grep -o '[0-9]* bytes stack frame, [0-9]* bytes spill stores, [0-9]* bytes spill loads' <<<"$log" || true)
 			nins=$(grep -c . <<<"$ins")
-			if [ -n "$mem" ] || [ "$nins" != "$total" ] || [ "$nloops" != 1 ] || [ "$timer" = 0 ] || [ "$spills" != "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" ] ||
+			if [ -n "$mem" ] || [ "$nins" != "$total" ] || grep -qi warning <<<"$log" || ! grep -q ' 0 bytes gmem' <<<"$log" || [ "$nloops" != 1 ] || [ "$timer" = 0 ] || [ "$spills" != "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" ] ||
 				! grep -q 'Function : keepalive' <<<"$sass" || ! grep -qw EXIT <<<"$ins"; then
-				fail "ptx: sm_$sm: want one loop reading SR_GLOBALTIMER, no memory instruction, no stack" \
-					"instructions parsed: $nins of $total" "memory instructions: ${mem:-none}" "loops (target, branch): ${loops:-none}" "ptxas -v: $spills" "$sass"
+				fail "ptx: sm_$sm: want one loop reading SR_GLOBALTIMER, no memory instruction, no ptxas warning, no gmem, no stack" \
+					"instructions parsed: $nins of $total" "memory instructions: ${mem:-none}" "loops (target, branch): ${loops:-none}" "ptxas -v:" "$log" "$sass"
 			else
-				pass "ptx: sm_$sm: $nins instructions, one loop (0x$from..0x$to) reading SR_GLOBALTIMER, no memory instruction, $spills"
+				pass "ptx: sm_$sm: $nins instructions, one loop (0x$from..0x$to) reading SR_GLOBALTIMER, no memory instruction; no warning, 0 bytes gmem, $spills"
 			fi
 		done
 	fi
