@@ -2,12 +2,12 @@
 # The whole test suite: formatting, vet, the build as it ships (without
 # cgo, for linux/amd64 and linux/arm64), every Go test with the race
 # detector against the project's fake GPU driver libraries (built by the
-# tests with gcc), and, as root, the Slurm tests on a live single-node
-# cluster (scripts/slurm-test.sh). Needs Go and gcc; no GPU, driver or CUDA
-# toolkit. Arguments go to go test; KEEPGPU_SKIP_SLURM=1 skips Slurm. As
-# root it also runs scripts/compat-test.sh (arm64, an old glibc, NVIDIA's
-# libraries, the kernel through ptxas, a release snapshot), unless
-# KEEPGPU_SKIP_COMPAT=1.
+# tests with gcc), and, as root, the Slurm tests on live one-node and
+# three-node clusters (scripts/slurm-test.sh). Needs Go and gcc; no GPU,
+# driver or CUDA toolkit. Arguments go to go test; KEEPGPU_SKIP_SLURM=1
+# skips Slurm. As root it also runs scripts/compat-test.sh (arm64, an old
+# glibc, NVIDIA's libraries, the kernel through ptxas, a release snapshot),
+# unless KEEPGPU_SKIP_COMPAT=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
