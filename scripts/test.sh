@@ -5,7 +5,9 @@
 # tests with gcc), and, as root, the Slurm tests on live one-node and
 # three-node clusters (scripts/slurm-test.sh). Needs Go and gcc; no GPU,
 # driver or CUDA toolkit. Arguments go to go test; KEEPGPU_SKIP_SLURM=1
-# skips Slurm.
+# skips Slurm. As root it also runs scripts/compat-test.sh (arm64, an old
+# glibc, NVIDIA's libraries, the kernel through ptxas, a release snapshot),
+# unless KEEPGPU_SKIP_COMPAT=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,4 +38,12 @@ elif [ "$(id -u)" != 0 ]; then
 	echo "Slurm tests skipped: scripts/slurm-test.sh needs root"
 else
 	scripts/slurm-test.sh
+fi
+
+if [ -n "${KEEPGPU_SKIP_COMPAT:-}" ]; then
+	echo "compatibility tests skipped (KEEPGPU_SKIP_COMPAT is set)"
+elif [ "$(id -u)" != 0 ]; then
+	echo "compatibility tests skipped: scripts/compat-test.sh needs root"
+else
+	scripts/compat-test.sh
 fi
