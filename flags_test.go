@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/keepgpu/keepgpu/keeper"
 )
 
 // TestKeepFlags parses keep flags (and their KEEPGPU_* environment
@@ -88,15 +86,15 @@ func TestKeepFlagsRanges(t *testing.T) {
 		{flags: KeepFlags{Util: 100, BusyThreshold: 100}},
 	}
 	for _, tt := range tests {
-		_, err := tt.flags.options(func(string) {})
+		_, err := tt.flags.spec(func(string) {})
 		if tt.err == "" && err != nil || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
-			t.Errorf("options(%+v) = %v; want error %q", tt.flags, err, tt.err)
+			t.Errorf("spec(%+v) = %v; want error %q", tt.flags, err, tt.err)
 		}
 	}
 	var warned string
 	f := KeepFlags{Util: 30, Threshold: "2GiB"}
-	opt, err := f.options(func(w string) { warned = w })
-	if err != nil || opt.VRAM != (keeper.VRAM{}) && opt.VRAM.Bytes != 2<<30 || !strings.Contains(warned, "deprecated") {
-		t.Errorf("--threshold 2GiB: %+v, %v, warning %q", opt.VRAM, err, warned)
+	spec, err := f.spec(func(w string) { warned = w })
+	if err != nil || spec.VRAM.Bytes != 2<<30 || !strings.Contains(warned, "deprecated") {
+		t.Errorf("--threshold 2GiB: %+v, %v, warning %q", spec.VRAM, err, warned)
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/keepgpu/keepgpu/cuda"
 	"github.com/keepgpu/keepgpu/service"
+	"github.com/keepgpu/keepgpu/signals"
 )
 
 // serviceFlags say where the service is: KeepGPU's --host and --port, or
@@ -135,10 +136,10 @@ func (c *ServeCmd) Run(io *stdio) error {
 	defer cancel()
 	go func() {
 		s := <-sigs
-		fmt.Fprintf(io.err, "keepgpu: %s: stopping every session, then the service (again to exit at once)\n", signalName(s))
+		fmt.Fprintf(io.err, "keepgpu: %s: stopping every session, then the service (again to exit at once)\n", signals.Name(s))
 		cancel()
 		s = <-sigs
-		fmt.Fprintf(io.err, "keepgpu: %s: exiting now; the holders release as they die\n", signalName(s))
+		fmt.Fprintf(io.err, "keepgpu: %s: exiting now; the holders release as they die\n", signals.Name(s))
 		service.RemovePIDFile(pidPath)
 		os.Exit(1)
 	}()
@@ -185,7 +186,7 @@ type StartCmd struct {
 // Run checks the flags before anything starts, makes sure the service runs,
 // starts the session and, unless --wait 0, waits until it holds (or failed).
 func (c *StartCmd) Run(io *stdio) error {
-	if _, err := c.options(func(w string) { fmt.Fprintf(io.err, "keepgpu: warning: %s\n", w) }); err != nil {
+	if _, err := c.spec(func(w string) { fmt.Fprintf(io.err, "keepgpu: warning: %s\n", w) }); err != nil {
 		return err
 	}
 	if c.JobID != "" {
@@ -452,4 +453,11 @@ func (c *MCPCmd) Run(io *stdio) error {
 		return nil
 	}
 	return err
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
