@@ -2,9 +2,14 @@ package main
 
 import (
 	"io"
+	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keepgpu/keepgpu/holder"
+	"github.com/keepgpu/keepgpu/keeper"
 )
 
 // TestKeepFlags parses keep flags (and their KEEPGPU_* environment
@@ -96,5 +101,68 @@ func TestKeepFlagsRanges(t *testing.T) {
 	spec, err := f.spec(func(w string) { warned = w })
 	if err != nil || spec.VRAM.Bytes != 2<<30 || !strings.Contains(warned, "deprecated") {
 		t.Errorf("--threshold 2GiB: %+v, %v, warning %q", spec.VRAM, err, warned)
+	}
+}
+
+// TestHolderArgs decodes the holder's command line, as holder.Spec.Args
+// writes it, into the same spec, in the environment holder.Env leaves of a
+// supervisor's with KEEPGPU_* settings.
+func TestHolderArgs(t *testing.T) {
+	gpus, err := keeper.ParseGPUs("GPU-abc,2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vram := func(s string) keeper.VRAM {
+		v, err := keeper.ParseVRAM(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	tests := []struct {
+		name string
+		spec holder.Spec
+	}{
+		{"defaults", holder.Spec{GPUs: keeper.GPUs{All: true}, VRAM: vram("1GiB"), Util: 30, BusyThreshold: 25, Interval: 2 * time.Second}},
+		{"everything", holder.Spec{GPUs: gpus, VRAM: vram("75%"), Util: 0, BusyThreshold: -1, Interval: 1500 * time.Millisecond, AllowPartial: true, TreeOf: 4242}},
+		{"max", holder.Spec{GPUs: keeper.GPUs{All: true}, VRAM: vram("max"), Util: 100, BusyThreshold: 100, Interval: 24 * time.Hour}},
+		{"bytes", holder.Spec{GPUs: keeper.GPUs{All: true}, VRAM: vram("123456789"), Util: 1, BusyThreshold: 0, Interval: 10 * time.Millisecond}},
+	}
+	t.Setenv("KEEPGPU_VRAM", "3GiB")
+	t.Setenv("KEEPGPU_ALLOW_PARTIAL", "true")
+	t.Setenv("KEEPGPU_THRESHOLD", "50")
+	t.Setenv("KEEPGPU_GPUS", "7")
+	kept := map[string]bool{}
+	for _, kv := range holder.Env(os.Environ()) {
+		kept[kv] = true
+	}
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !kept[kv] {
+			t.Setenv(k, "") // restored after the test
+			os.Unsetenv(k)
+		}
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var cli CLI
+			p, err := newParser(&cli, io.Discard, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := tt.spec.Args()
+			if _, err := p.Parse(args); err != nil {
+				t.Fatalf("Parse(%q): %v", args, err)
+			}
+			if !cli.Hold.Supervised {
+				t.Errorf("Parse(%q): not supervised", args)
+			}
+			got, err := cli.Hold.holderSpec(func(w string) { t.Errorf("warning %q", w) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.spec) {
+				t.Errorf("Parse(%q) = %+v\nwant %+v", args, got, tt.spec)
+			}
+		})
 	}
 }

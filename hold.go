@@ -23,6 +23,14 @@ type HoldCmd struct {
 	TreeOf     int  `name:"tree-of" hidden:"" env:"-" help:"Processes under this pid are the wrapped command's: never foreign, and their GPU use releases."`
 }
 
+// holderSpec is what the flags ask to hold: the one decoding of the
+// command line that holder.Spec.Args encodes.
+func (c *HoldCmd) holderSpec(warn func(string)) (holder.Spec, error) {
+	spec, err := c.spec(warn)
+	spec.TreeOf = c.TreeOf
+	return spec, err
+}
+
 // Run holds until SIGINT or SIGTERM, --max-hold, --until-file,
 // --until-fifo, or the wrapped tree using a GPU; see holder.Run. A release
 // is a success; failing to hold exits 1.
@@ -31,11 +39,10 @@ func (c *HoldCmd) Run(io *stdio) error {
 	if c.Supervised {
 		log = holder.NewLog(io.out, true, false)
 	}
-	spec, err := c.spec(log.Warn)
+	spec, err := c.holderSpec(log.Warn)
 	if err != nil {
 		return err
 	}
-	spec.TreeOf = c.TreeOf
 	if c.MaxHold < 0 {
 		return usageError{fmt.Errorf("--max-hold %s: must not be negative", c.MaxHold)}
 	}
