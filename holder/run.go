@@ -27,7 +27,7 @@ type Config struct {
 	// events go to Log as JSON, and a broken pipe to a supervisor that died
 	// must not kill it before its parent-death SIGTERM releases the GPUs.
 	Supervised bool
-	// Log receives the events.
+	// Log receives the events; nil writes text on stderr.
 	Log *Log
 }
 
@@ -43,6 +43,9 @@ var ErrReported = errors.New("holder failed")
 // whatever an exiting process held). Failing to hold is an error.
 func Run(cfg Config) error {
 	log := cfg.Log
+	if log == nil {
+		log = NewLog(os.Stderr, false, false)
+	}
 	if cfg.Supervised {
 		signal.Ignore(syscall.SIGPIPE)
 	}
