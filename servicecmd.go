@@ -186,7 +186,8 @@ type StartCmd struct {
 // Run checks the flags before anything starts, makes sure the service runs,
 // starts the session and, unless --wait 0, waits until it holds (or failed).
 func (c *StartCmd) Run(io *stdio) error {
-	if _, err := c.spec(func(w string) { fmt.Fprintf(io.err, "keepgpu: warning: %s\n", w) }); err != nil {
+	spec, err := c.spec(func(w string) { fmt.Fprintf(io.err, "keepgpu: warning: %s\n", w) })
+	if err != nil {
 		return err
 	}
 	if c.JobID != "" {
@@ -218,22 +219,10 @@ func (c *StartCmd) Run(io *stdio) error {
 		}
 	}
 
-	params := map[string]any{
-		"vram":           c.VRAM.String(),
-		"interval":       time.Duration(c.Interval).Seconds(),
-		"busy_threshold": c.BusyThreshold,
-		"util":           c.Util,
-		"allow_partial":  c.AllowPartial,
-	}
-	if !c.GPUs.All {
-		params["gpu_ids"] = c.GPUs.String()
-	}
-	if c.JobID != "" {
-		params["job_id"] = c.JobID
-	}
 	var r struct {
 		JobID string `json:"job_id"`
 	}
+	params := service.Params{JobID: c.JobID, Spec: spec}.StartParams()
 	if err := cl.Call(ctx, "start_keep", params, &r); err != nil {
 		return err
 	}

@@ -160,6 +160,25 @@ func parseStart(raw json.RawMessage) (Params, *apiError) {
 	return p, nil
 }
 
+// StartParams are start_keep's parameters for p, as parseStart reads them
+// back: what `keepgpu start` sends.
+func (p Params) StartParams() map[string]any {
+	m := map[string]any{
+		"vram":           p.VRAM.String(),
+		"interval":       p.Interval.Seconds(),
+		"busy_threshold": p.BusyThreshold,
+		"util":           p.Util,
+		"allow_partial":  p.AllowPartial,
+	}
+	if !p.GPUs.All {
+		m["gpu_ids"] = p.GPUs.String()
+	}
+	if p.JobID != "" {
+		m["job_id"] = p.JobID
+	}
+	return m
+}
+
 // intParam reads the integer parameter name in lo..hi, or keeps def.
 func intParam(m map[string]json.RawMessage, name string, def, lo, hi int) (int, *apiError) {
 	v := m[name]
