@@ -23,9 +23,12 @@ type Config struct {
 	// Until are sources whose first signal releases the GPUs; the caller
 	// closes them.
 	Until []signals.Source
-	// Supervised is set in a holder a supervisor started (Start): its
-	// events go to Log as JSON, and a broken pipe to a supervisor that died
-	// must not kill it before its parent-death SIGTERM releases the GPUs.
+	// Supervised is set in a holder a supervisor started (Start; Log then
+	// writes JSON on stdout). Any failure to hold is reported as an Error
+	// event; the Holding message leaves out how to release, which the
+	// supervisor knows better; and a broken pipe to a supervisor that died
+	// does not kill the holder before its parent-death SIGTERM releases the
+	// GPUs.
 	Supervised bool
 	// Log receives the events; nil writes text on stderr.
 	Log *Log

@@ -18,14 +18,17 @@ import (
 
 // The test binary doubles as a holder (HOLDER_TEST=holder DIR) that
 // reports its argv, process group and environment, holds until SIGTERM
-// and then writes DIR/released; and as a supervisor (HOLDER_TEST=supervisor
-// DIR) that starts such a holder and waits to be killed.
+// and then writes DIR/released; as a supervisor (HOLDER_TEST=supervisor
+// DIR) that starts such a holder and waits to be killed; and as a real
+// holder on a fake node (HOLDER_TEST=run, see runHolder).
 func TestMain(m *testing.M) {
 	switch os.Getenv("HOLDER_TEST") {
 	case "holder":
 		os.Exit(fakeHolder(os.Getenv("HOLDER_TEST_DIR")))
 	case "supervisor":
 		os.Exit(fakeSupervisor(os.Getenv("HOLDER_TEST_DIR")))
+	case "run":
+		os.Exit(runHolder())
 	}
 	os.Exit(m.Run())
 }
