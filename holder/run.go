@@ -58,7 +58,7 @@ func Run(cfg Config) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	opt := cfg.Options()
+	opt := cfg.options()
 	treeUse := make(chan int, 1)
 	if root := cfg.TreeOf; root > 0 {
 		opt.Own = func(pid int) bool { return descends(pid, root) }

@@ -27,8 +27,8 @@ type Spec struct {
 	TreeOf int
 }
 
-// Options returns the keeper options the spec asks for.
-func (s Spec) Options() keeper.Options {
+// options returns the keeper options the spec asks for.
+func (s Spec) options() keeper.Options {
 	return keeper.Options{
 		VRAM:          s.VRAM,
 		Util:          s.Util,
