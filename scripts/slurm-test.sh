@@ -3,26 +3,35 @@
 # libraries into a private temporary directory, starts a one-node cluster
 # (scripts/slurm-cluster.sh: Debian's slurmctld and slurmd, installed with
 # apt-get if missing) first with proctrack/cgroup, then with
-# proctrack/linuxproc, runs the tests below against it, and tears everything
-# down by PID at the end, pass or fail. Prints one line per test and a
+# proctrack/linuxproc, then a three-node cluster (network namespaces, one
+# fake node of GPUs each; proctrack/cgroup on cgroup v1, else linuxproc),
+# runs the tests below against each, and tears everything down by PID and
+# namespace at the end, pass or fail. Prints one line per test and a
 # summary; exits non-zero if any test failed. Needs root, Go and gcc; no GPU.
 #
-#   scripts/slurm-test.sh [--quick] [--proctrack cgroup|linuxproc|both] [--keep] [TEST...]
+#   scripts/slurm-test.sh [--quick] [--proctrack cgroup|linuxproc|both]
+#                         [--nodes 1|3|both] [--keep] [TEST...]
 #
 # --quick skips the slow tests (the --signal=B:USR1 ones, up to a minute).
+# --proctrack runs only that proctrack plugin (on three nodes too);
+# --nodes 1 or 3 runs only the one-node or only the three-node clusters.
 # --keep leaves the temporary directory (logs, job output) in place.
-# TEST... runs only the tests named (see `tests_cgroup` below).
+# TEST... runs only the tests named (see `tests_cgroup` and `tests_multinode`
+# below), in every pass that has them.
 #
 # The fake node has two GPUs with random UUIDs. Slurm hands out their GRES
 # device files, so a job's CUDA_VISIBLE_DEVICES is its GPU index ("0" or
 # "1"), which the fake libcuda shows as ordinal 0, exactly like a real node.
 # FAKEGPU_DIR and LD_LIBRARY_PATH reach the jobs through sbatch's default
-# --export=ALL.
+# --export=ALL. On three nodes each node has one fake GPU of its own, in its
+# DIR/nodes/kgnI: FAKEGPU_DIR (and TMPDIR) name DIR/node, which is that
+# directory on each node (its own mount), so the submitter's value is right
+# everywhere; the tests read each node's state directly.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
-quick=0 keep=0 plugins=both only=()
+quick=0 keep=0 plugins=both sizes=both only=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) quick=1 ;;
@@ -32,8 +41,13 @@ while [ $# -gt 0 ]; do
 		shift
 		;;
 	--proctrack=*) plugins=${1#*=} ;;
+	--nodes)
+		sizes=$2
+		shift
+		;;
+	--nodes=*) sizes=${1#*=} ;;
 	-h | --help)
-		sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	-*)
@@ -46,6 +60,11 @@ while [ $# -gt 0 ]; do
 done
 case $plugins in cgroup | linuxproc | both) ;; *)
 	echo "slurm-test: --proctrack cgroup, linuxproc or both" >&2
+	exit 2
+	;;
+esac
+case $sizes in 1 | 3 | both) ;; *)
+	echo "slurm-test: --nodes 1, 3 or both" >&2
 	exit 2
 	;;
 esac
@@ -112,10 +131,19 @@ done
 unset CUDA_VISIBLE_DEVICES GPU_DEVICE_ORDINAL XDG_RUNTIME_DIR
 NGPUS=2
 fakegpu init "$FAKEGPU_DIR" "$NGPUS" >/dev/null
+# STATES: the fake nodes' state directories as the tests see them, one per
+# Slurm node; STATE: the one procs reads. NODES: the cluster's size.
+STATES=("$FAKEGPU_DIR")
+STATE=$FAKEGPU_DIR
+NODES=1
+newuuid() {
+	local h
+	h=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+	echo "GPU-${h:0:8}-${h:8:4}-${h:12:4}-${h:16:4}-${h:20:12}"
+}
 UUID=()
 for ((g = 0; g < NGPUS; g++)); do
-	h=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-	UUID[g]="GPU-${h:0:8}-${h:8:4}-${h:12:4}-${h:16:4}-${h:20:12}"
+	UUID[g]=$(newuuid)
 	fakegpu set "$FAKEGPU_DIR" "$g" uuid "${UUID[g]}"
 done
 
@@ -131,7 +159,7 @@ note() { echo "$*" >>"$W/log/notes"; }
 # submit [SBATCH ARGS...]: submits with the test's output directory as the
 # working directory and job output; prints the job id.
 submit() {
-	sbatch --parsable --chdir="$out" --output="$out/%j.out" "$@" | cut -d';' -f1
+	TMPDIR=${JOB_TMPDIR:-$TMPDIR} sbatch --parsable --chdir="$out" --output="$out/%j.out" "$@" | cut -d';' -f1
 }
 
 # field JOB NAME: a field of `scontrol show job` (JobState, ExitCode, ...).
@@ -181,7 +209,7 @@ until_true() {
 	fail "gave up after ${limit}s waiting for $what"
 }
 
-procs() { fakegpu procs "$FAKEGPU_DIR" "$1"; }
+procs() { fakegpu procs "$STATE" "$1"; }
 # holders GPU: live processes that hold memory on fake GPU.
 holders() { procs "$1" | awk '$5 == "true" && $3 > 0 { print $1 }'; }
 is_free() { [ -z "$(procs "$1")" ]; }
@@ -199,11 +227,13 @@ count() {
 	echo "${n:-0}"
 }
 
-# all_free: no process record on any fake GPU, and no job left.
+# all_free: no process record on any fake GPU of any node, and no job left.
 all_free() {
-	local g
-	for ((g = 0; g < NGPUS; g++)); do
-		is_free "$g" || return 1
+	local g STATE
+	for STATE in "${STATES[@]}"; do
+		for ((g = 0; g < NGPUS; g++)); do
+			is_free "$g" || return 1
+		done
 	done
 	[ -z "$(squeue -h -o %A)" ]
 }
@@ -227,14 +257,16 @@ ppid_of() { awk '{ print $4 }' "/proc/$1/stat" 2>/dev/null; }
 # PID 1, which in some containers and VMs reaps them late.
 gone() { ! awk '$3 != "Z" { found = 1 } END { exit !found }' "/proc/$1/stat" 2>/dev/null; }
 
-# clear_dead removes the fake node's records of processes that are gone.
+# clear_dead removes the fake nodes' records of processes that are gone.
 clear_dead() {
-	local g p
-	for ((g = 0; g < NGPUS; g++)); do
-		for p in $(procs "$g" | awk '{ print $1 }'); do
-			if gone "$p"; then
-				fakegpu rm-proc "$FAKEGPU_DIR" "$g" "$p"
-			fi
+	local g p STATE
+	for STATE in "${STATES[@]}"; do
+		for ((g = 0; g < NGPUS; g++)); do
+			for p in $(procs "$g" | awk '{ print $1 }'); do
+				if gone "$p"; then
+					fakegpu rm-proc "$STATE" "$g" "$p"
+				fi
+			done
 		done
 	done
 }
@@ -283,24 +315,179 @@ t_example_prologue() {
 	expect_done "$worse" FAILED 4:0
 	has_line "$out/worse.log" "^prep: gpu [0-9]* held" || fail "the failing CPU phase saw no hold"
 	! has_line "$out/worse.log" "^train:" || fail "the training ran after a failed CPU phase"
-	has_line "$out/$worse.out" "released 1 GPU after .*(SIGTERM)" ||
+	has_line "$out/$worse.out" "released 1 GPU after .*(--until-file)" ||
 		fail "the hold was not released after the CPU phase failed$(show_out "$worse")"
 	until_true 5 "the fake GPUs to be free (no holder killed)" all_free
 }
 
-# The multi-node example, on one node: srun starts one keepgpu per node and
-# the shared marker (in the submit directory) releases it.
+# The multi-node example: srun starts one keepgpu per node, every node's GPU
+# is held (each keepgpu names its own node's GPU), node 0 touches the shared
+# marker once every node is ready, every node releases, and each node's
+# training starts only after its own holder has exited. The keepgpus poll
+# for the marker alone (--poll-only), as on NFS, where a file made on one
+# node sends no event to the others. On one node, the same with NODES=1.
 t_example_multinode() {
-	local job
-	job=$(KG_LOG=$out/steps.log TRAIN_CMD=$T/multinode-train.sh SHARED_DIR=$out \
-		submit --nodes=1 "$S/sbatch-multinode.sh")
-	expect_done "$job" COMPLETED 0:0
-	has_line "$out/steps.log" "^prep: gpu [0-9]* held" || fail "node 0 did not see its GPU held: $(cat "$out/steps.log")$(show_out "$job")"
-	has_line "$out/steps.log" "^train: step 0 node 0" || fail "no training in step 0: $(cat "$out/steps.log")"
-	has_line "$out/$job.out" "keepgpu: released the GPUs after .*(ready file $out/.keepgpu-$job.ready" ||
-		fail "not released by the shared marker$(show_out "$job")"
+	local job id marker nodes lat
+	job=$(KG_LOG=$out/steps.log TRAIN_CMD=$T/multinode-train.sh SHARED_DIR=$out KEEPGPU_POLL_ONLY=true \
+		submit --nodes="$NODES" "$S/sbatch-multinode.sh")
+	expect_done "$job" COMPLETED 0:0 120
+	[ "$(count "$out/steps.log" "^prep: gpu [0-9]* held")" = "$NODES" ] ||
+		fail "not every node saw its GPU held: $(cat "$out/steps.log")$(show_out "$job")"
+	for ((id = 0; id < NODES; id++)); do
+		has_line "$out/steps.log" "^train: step 0 node $id$" ||
+			fail "no training on node $id in step 0: $(cat "$out/steps.log")$(show_out "$job")"
+	done
+	[ "$(count "$out/$job.out" "keepgpu: released the GPUs after .*(ready file $out/.keepgpu-$job.ready")" = "$NODES" ] ||
+		fail "not every node was released by the shared marker$(show_out "$job")"
+	if [ "$NODES" -gt 1 ]; then
+		for id in "${!NODE_UUID[@]}"; do
+			has_line "$out/$job.out" "keepgpu: holding 1 GPU: gpu 0 (${NODE_UUID[id]}, Fake GPU 0)" ||
+				fail "no keepgpu named kgn$((id + 1))'s GPU$(show_out "$job")"
+		done
+	fi
+	[ -z "$(find "$out" -name ".keepgpu-$job.ready*")" ] || fail "the marker was left behind"
+	until_true 5 "the fake GPUs to be free" all_free
+	# When each node saw its GPU free, after the marker.
+	marker=$(awk '/^marker / { print $2 }' "$out/steps.log")
+	nodes=$(sed -n 's/^prep: .* on \([^ ]*\)$/\1/p' "$out/steps.log" | sort | paste -sd,)
+	lat=$(awk -v m="$marker" '/^free / { printf "%s%s %.0fms", sep, $3, ($4 - m) * 1000; sep = ", " }' \
+		<(sort -k3 "$out/steps.log"))
+	local noun=nodes
+	[ "$NODES" = 1 ] && noun=node
+	note "example_multinode: ran on $NODES $noun: $nodes; GPU free after the marker (--poll-only, every 200ms): $lat ($PASS)"
+}
+
+# on_node I CMD...: CMD with STATE set to node kgnI's fake GPUs.
+on_node() {
+	local STATE=${STATES[$1 - 1]}
+	shift
+	"$@"
+}
+
+# free_times T0 SECONDS VAR: waits until every node's GPU 0 is free and sets
+# VAR to "kgn1 12ms, kgn2 ..." (the time each became free after T0, in ns).
+free_times() {
+	local t0=$1 limit=$2 i n t when=() done=0
+	for ((i = 0; i < limit * 50 && done < NODES; i++)); do
+		for ((n = 1; n <= NODES; n++)); do
+			[ -n "${when[n]:-}" ] && continue
+			if on_node "$n" is_free 0; then
+				t=$(date +%s%N)
+				when[n]="kgn$n $(((t - t0) / 1000000))ms"
+				done=$((done + 1))
+			fi
+		done
+		[ "$done" = "$NODES" ] || sleep 0.02
+	done
+	local all=""
+	for ((n = 1; n <= NODES; n++)); do
+		[ -n "${when[n]:-}" ] || fail "kgn$n's GPU not free after ${limit}s: $(on_node "$n" procs 0)"
+		all+="${all:+, }${when[n]}"
+	done
+	printf -v "$3" '%s' "$all"
+}
+
+# at_least N FILE PATTERN: FILE has N lines or more matching PATTERN.
+at_least() { [ "$(count "$2" "$3")" -ge "$1" ]; }
+
+# start_everywhere JOB LOG N: waits until sigwait.sh has started N times and
+# every node's GPU has a live holder; prints the holders' pids.
+start_everywhere() {
+	local job=$1 log=$2 n
+	until_true 60 "job $job's command to start $3 times" at_least "$3" "$log" "^start "
+	for ((n = 1; n <= NODES; n++)); do
+		until_true 30 "a holder on kgn$n" on_node "$n" held 0
+		on_node "$n" holders 0
+	done
+}
+
+# scancel of sbatch-multinode.sh on three nodes: every node's command gets
+# exactly one TERM (one or two under linuxproc, see scancel_exec), every
+# node's keepgpu releases its GPU (no record left: a killed holder leaves
+# one) well before KillWait, and every holder is gone.
+t_multinode_scancel() {
+	local job h t0 n terms times
+	job=$(TRAIN_CMD="$T/sigwait.sh $out/sig.log" SHARED_DIR=$out submit --nodes="$NODES" "$S/sbatch-multinode.sh")
+	h=$(start_everywhere "$job" "$out/sig.log" "$NODES")
+	t0=$(date +%s%N)
+	scancel "$job"
+	free_times "$t0" "$((KILLWAIT - 2))" times
+	for n in $h; do
+		until_true 5 "holder $n to be gone" gone "$n"
+	done
+	expect_done "$job" CANCELLED "*" 30
+	for ((n = 1; n <= NODES; n++)); do
+		terms=$(count "$out/sig.log" "^TERM .* kgn$n$")
+		case $PROCTRACK:$terms in
+		cgroup:1 | linuxproc:1 | linuxproc:2) ;;
+		*) fail "kgn$n's command saw $terms SIGTERMs under proctrack/$PROCTRACK: $(cat "$out/sig.log")$(show_out "$job")" ;;
+		esac
+	done
+	# (The job output may lack some nodes' release lines: srun is killed
+	# with the batch shell. No record left on a node means it released.)
+	note "multinode_scancel: GPU free after scancel: $times; TERMs seen per node: $(awk '/^TERM/ { print $3 }' "$out/sig.log" | sort | uniq -c | awk '{ printf "%s%s %s", s, $2, $1; s = ", " }'); job ExitCode=$(field "$job" ExitCode) ($PASS)"
+	until_true 5 "the fake GPUs to be free" all_free
+}
+
+# One node's command fails while every node holds: srun --kill-on-bad-exit
+# (sbatch-multinode.sh) stops the step, the other nodes' keepgpus get TERM,
+# pass it on and release; the failing node released when its command exited.
+# The job's exit code is srun's, the highest of the tasks': 143 from the
+# commands stopped by TERM, not the failing node's 3.
+t_multinode_node_fails() {
+	local job bad t0 n times
+	job=$(TRAIN_CMD="$T/sigwait.sh $out/sig.log" SHARED_DIR=$out SIGWAIT_EXIT=3 \
+		submit --nodes="$NODES" "$S/sbatch-multinode.sh")
+	start_everywhere "$job" "$out/sig.log" "$NODES" >/dev/null
+	bad=kgn2
+	t0=$(date +%s%N)
+	touch "$out/sig.log.go.$bad"
+	free_times "$t0" 30 times
+	expect_done "$job" FAILED 143:0 30
+	has_line "$out/$job.out" "srun: error: $bad: task [0-9]*: Exited with exit code 3" ||
+		fail "srun did not report $bad's exit code 3$(show_out "$job")"
+	! has_line "$out/sig.log" "^TERM .* $bad$" || fail "the failing node's command got a TERM"
+	for ((n = 1; n <= NODES; n++)); do
+		[ "kgn$n" = "$bad" ] && continue
+		has_line "$out/sig.log" "^TERM .* kgn$n$" || fail "kgn$n's command saw no TERM: $(cat "$out/sig.log")"
+	done
+	if [ "$(count "$out/$job.out" "keepgpu: released the GPUs after .*(command exited")" != 1 ] ||
+		[ "$(count "$out/$job.out" "keepgpu: released the GPUs after .*(SIGTERM")" != "$((NODES - 1))" ]; then
+		fail "want one release on the command's exit and $((NODES - 1)) on SIGTERM$(show_out "$job")"
+	fi
+	note "multinode_node_fails: $bad's command exited 3; GPU free after that: $times; job $(field "$job" JobState) ExitCode=$(field "$job" ExitCode) ($PASS)"
+	until_true 5 "the fake GPUs to be free (no holder killed)" all_free
+}
+
+# sbatch-prologue.sh on three nodes: one hold per node as a job step, every
+# node's GPU held during the CPU phase (which runs on the first node), the
+# shared marker releases them all, and the training runs on every node as
+# the next step, on free GPUs. A failing CPU phase releases every node's hold
+# (the marker again, not a kill) and is the job's exit code.
+t_multinode_prologue() {
+	local job worse id
+	job=$(KG_LOG=$out/steps.log PREP_CMD="$T/sigwait.sh $out/prep.log" TRAIN_CMD=$T/train.sh SHARED_DIR=$out \
+		submit --nodes="$NODES" "$S/sbatch-prologue.sh")
+	start_everywhere "$job" "$out/prep.log" 1 >/dev/null
+	touch "$out/prep.log.go"
+	expect_done "$job" COMPLETED 0:0 60
+	[ "$(count "$out/$job.out" "released 1 GPU after .*(--until-file)")" = "$NODES" ] ||
+		fail "not every node's hold was released by the marker$(show_out "$job")"
+	for ((id = 0; id < NODES; id++)); do
+		has_line "$out/steps.log" "^train: step 1 node $id$" ||
+			fail "no training on node $id in step 1: $(cat "$out/steps.log")$(show_out "$job")"
+	done
+	[ "$(count "$out/steps.log" "^train: gpu 0 free")" = "$NODES" ] || fail "a training found its GPU held: $(cat "$out/steps.log")"
 	[ ! -e "$out/.keepgpu-$job.ready" ] || fail "the marker was left behind"
 	until_true 5 "the fake GPUs to be free" all_free
+	worse=$(KG_LOG=$out/worse.log PREP_CMD=$T/prep.sh PREP_EXIT=4 TRAIN_CMD=$T/train.sh SHARED_DIR=$out \
+		submit --nodes="$NODES" "$S/sbatch-prologue.sh")
+	expect_done "$worse" FAILED 4:0 60
+	has_line "$out/worse.log" "^prep: gpu [0-9]* held" || fail "the failing CPU phase saw no hold$(show_out "$worse")"
+	! has_line "$out/worse.log" "^train:" || fail "the training ran after a failed CPU phase"
+	[ "$(count "$out/$worse.out" "released 1 GPU after .*(--until-file)")" = "$NODES" ] ||
+		fail "not every node's hold was released after the CPU phase failed$(show_out "$worse")"
+	until_true 5 "the fake GPUs to be free (no holder killed)" all_free
 }
 
 # A job's exit code through keepgpu reaches Slurm: the command's status,
@@ -490,6 +677,7 @@ t_signal_usr1() {
 tests_cgroup=(example_wrap example_prologue example_multinode exit_codes scancel_exec
 	scancel_srun scancel_no_exec two_jobs two_gpus taskprolog signal_usr1)
 tests_linuxproc=(example_wrap exit_codes scancel_exec scancel_srun scancel_no_exec two_jobs)
+tests_multinode=(example_multinode multinode_scancel multinode_node_fails multinode_prologue)
 slow=(signal_usr1)
 
 # ---------------------------------------------------------------- runner
@@ -499,29 +687,29 @@ failures=()
 
 run_test() {
 	local name=$1 t0 t1 rc
-	out=$W/out/$PROCTRACK-$name
+	out=$W/out/$PASS-$name
 	mkdir -p "$out"
 	t0=$(date +%s%N)
 	(
 		set -e
 		"t_$name"
-	) >"$W/log/$PROCTRACK-$name.log" 2>&1
+	) >"$W/log/$PASS-$name.log" 2>&1
 	rc=$?
 	t1=$(date +%s%N)
 	local secs
 	secs=$(awk -v n=$((t1 - t0)) 'BEGIN { printf "%.1f", n / 1e9 }')
 	if [ "$rc" = 0 ]; then
-		printf 'ok    %-10s %-18s %6ss\n' "$PROCTRACK" "$name" "$secs"
+		printf 'ok    %-12s %-20s %6ss\n' "$PASS" "$name" "$secs"
 		passed=$((passed + 1))
 	else
-		printf 'FAIL  %-10s %-18s %6ss\n' "$PROCTRACK" "$name" "$secs"
-		sed 's/^/      | /' "$W/log/$PROCTRACK-$name.log" | tail -n 60
+		printf 'FAIL  %-12s %-20s %6ss\n' "$PASS" "$name" "$secs"
+		sed 's/^/      | /' "$W/log/$PASS-$name.log" | tail -n 60
 		failed=$((failed + 1))
-		failures+=("$PROCTRACK/$name")
-		# Leave a clean node for the next test.
+		failures+=("$PASS/$name")
+		# Leave a clean cluster for the next test.
 		# shellcheck disable=SC2046 # one argument per job
 		scancel --quiet $(squeue -h -o %A) 2>/dev/null || true
-		local g p i
+		local i
 		for ((i = 0; i < 200; i++)); do
 			[ -z "$(squeue -h -o %A)" ] && break
 			sleep 0.1
@@ -544,71 +732,113 @@ cgroup_usable() {
 	[ -e /sys/fs/cgroup/cgroup.controllers ] && [ -d /run/systemd/system ]
 }
 
+# run_pass PROCTRACK NODES TEST...: starts a cluster of NODES nodes under
+# proctrack/PROCTRACK, runs the tests and stops it. One node has NGPUS fake
+# GPUs; each of several has one, in its own state directory.
 run_pass() {
-	PROCTRACK=$1
-	shift
+	PROCTRACK=$1 NODES=$2
+	shift 2
+	PASS=$PROCTRACK
+	[ "$NODES" = 1 ] || PASS=${NODES}n-$PROCTRACK
 	local t todo=()
 	for t in "$@"; do
 		wanted "$t" || continue
 		if [ "$quick" = 1 ] && [[ " ${slow[*]} " == *" $t "* ]]; then
-			printf 'skip  %-10s %-18s (--quick)\n' "$PROCTRACK" "$t"
+			printf 'skip  %-12s %-20s (--quick)\n' "$PASS" "$t"
 			skipped=$((skipped + 1))
 			continue
 		fi
 		todo+=("$t")
 	done
 	[ ${#todo[@]} -gt 0 ] || return 0
+	if [ "$PROCTRACK" = cgroup ] && [ "$NODES" -gt 1 ] && [ ! -d /sys/fs/cgroup/freezer ]; then
+		say "proctrack/cgroup on $NODES nodes needs a cgroup v1 freezer; skipping ${todo[*]}"
+		skipped=$((skipped + ${#todo[@]}))
+		note "$PASS: no cgroup v1 freezer; skipped"
+		return 0
+	fi
 	if [ "$PROCTRACK" = cgroup ] && ! cgroup_usable; then
 		say "proctrack/cgroup: no cgroup v1 freezer, and no systemd for cgroup v2; skipping ${todo[*]}"
 		skipped=$((skipped + ${#todo[@]}))
 		note "proctrack/cgroup not usable here; skipped"
 		return 0
 	fi
-	cluster=$W/c-$PROCTRACK
-	local c0 c1
-	c0=$(date +%s)
-	if ! "$repo/scripts/slurm-cluster.sh" start "$cluster" --proctrack "$PROCTRACK" --gpus "$NGPUS" \
+	cluster=$W/c-$PASS
+	local c0 c1 gpus=$NGPUS n ms
+	[ "$NODES" = 1 ] || gpus=1
+	c0=$(date +%s%N)
+	if ! "$repo/scripts/slurm-cluster.sh" start "$cluster" --nodes "$NODES" --proctrack "$PROCTRACK" --gpus "$gpus" \
 		--kill-wait "$KILLWAIT" --task-prolog "$S/taskprolog.sh" 2>>"$W/log/cluster.log"; then
 		cat "$W/log/cluster.log" >&2
-		printf 'FAIL  %-10s %-18s the cluster did not start\n' "$PROCTRACK" "(cluster)"
+		printf 'FAIL  %-12s %-20s the cluster did not start\n' "$PASS" "(cluster)"
 		failed=$((failed + 1))
-		failures+=("$PROCTRACK/cluster")
+		failures+=("$PASS/cluster")
+		"$repo/scripts/slurm-cluster.sh" stop "$cluster" 2>>"$W/log/cluster.log" || true
 		cluster=""
 		return 0
 	fi
-	c1=$(date +%s)
+	c1=$(date +%s%N)
+	ms=$(((c1 - c0) / 1000000))
 	# shellcheck disable=SC1091
 	source "$cluster/env"
-	say "proctrack/$PROCTRACK: cluster up in $((c1 - c0))s"
+	say "$PASS: cluster of $NODES node(s) up in ${ms}ms"
+	local keep_dir=$FAKEGPU_DIR keep_gpus=$NGPUS
+	if [ "$NODES" -gt 1 ]; then
+		note "$PASS: cluster of $NODES nodes (network namespaces) up in ${ms}ms"
+		NGPUS=1 STATES=() NODE_UUID=()
+		for ((n = 1; n <= NODES; n++)); do
+			STATES+=("$cluster/nodes/kgn$n/fakegpu")
+			fakegpu init "${STATES[n - 1]}" 1 >/dev/null
+			NODE_UUID[n - 1]=$(newuuid)
+			fakegpu set "${STATES[n - 1]}" 0 uuid "${NODE_UUID[n - 1]}"
+		done
+		# The same path everywhere, a different directory on each node.
+		export FAKEGPU_DIR=$cluster/node/fakegpu
+		JOB_TMPDIR=$cluster/node/tmp
+	fi
 	local failed_before=$failed
 	for t in "${todo[@]}"; do
 		run_test "$t"
 	done
 	if [ "$failed" -gt "$failed_before" ]; then
-		echo "      | last lines of the Slurm logs (proctrack/$PROCTRACK):"
-		tail -n 25 "$cluster/log/slurmctld.log" "$cluster/log/slurmd.log" | sed 's/^/      | /'
+		echo "      | last lines of the Slurm logs ($PASS):"
+		tail -n 25 "$cluster/log/slurmctld.log" "$cluster/log/"slurmd*.log | sed 's/^/      | /'
 	fi
 	"$repo/scripts/slurm-cluster.sh" stop "$cluster" 2>>"$W/log/cluster.log" || true
 	cluster=""
-	unset SLURM_CONF
+	unset SLURM_CONF JOB_TMPDIR
+	export FAKEGPU_DIR=$keep_dir
+	NGPUS=$keep_gpus STATES=("$FAKEGPU_DIR") STATE=$FAKEGPU_DIR
 }
 
 for t in "${only[@]}"; do
-	if [[ " ${tests_cgroup[*]} ${tests_linuxproc[*]} " != *" $t "* ]]; then
-		say "no test $t; the tests: ${tests_cgroup[*]}"
+	if [[ " ${tests_cgroup[*]} ${tests_linuxproc[*]} ${tests_multinode[*]} " != *" $t "* ]]; then
+		say "no test $t; the tests: ${tests_cgroup[*]} ${tests_multinode[*]}"
 		exit 2
 	fi
 done
 
+# The three-node cluster uses proctrack/cgroup where cgroup v1 has a freezer
+# (see scripts/slurm-cluster.sh's start_nodes), otherwise linuxproc, unless
+# --proctrack names one.
+multi_proctrack=linuxproc
+[ -d /sys/fs/cgroup/freezer ] && multi_proctrack=cgroup
+[ "$plugins" = both ] || multi_proctrack=$plugins
+
 start=$(date +%s)
-case $plugins in
-both)
-	run_pass cgroup "${tests_cgroup[@]}"
-	run_pass linuxproc "${tests_linuxproc[@]}"
-	;;
-cgroup) run_pass cgroup "${tests_cgroup[@]}" ;;
-linuxproc) run_pass linuxproc "${tests_linuxproc[@]}" ;;
-esac
+if [ "$sizes" != 3 ]; then
+	case $plugins in
+	both)
+		run_pass cgroup 1 "${tests_cgroup[@]}"
+		run_pass linuxproc 1 "${tests_linuxproc[@]}"
+		;;
+	cgroup) run_pass cgroup 1 "${tests_cgroup[@]}" ;;
+	linuxproc) run_pass linuxproc 1 "${tests_linuxproc[@]}" ;;
+	esac
+fi
+if [ "$sizes" != 1 ]; then
+	run_pass "$multi_proctrack" 3 "${tests_multinode[@]}"
+fi
 end=$(date +%s)
 
 if [ -s "$W/log/notes" ]; then

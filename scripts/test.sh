@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, vet, every Go test with the race
 # detector against the project's fake GPU driver libraries (built by the
-# tests with gcc), and, as root, the Slurm tests on a live single-node
-# cluster (scripts/slurm-test.sh). Needs Go and gcc; no GPU, driver or CUDA
-# toolkit. Arguments go to go test; KEEPGPU_SKIP_SLURM=1 skips Slurm.
+# tests with gcc), and, as root, the Slurm tests on live one-node and
+# three-node clusters (scripts/slurm-test.sh). Needs Go and gcc; no GPU,
+# driver or CUDA toolkit. Arguments go to go test; KEEPGPU_SKIP_SLURM=1
+# skips Slurm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

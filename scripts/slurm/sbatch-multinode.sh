@@ -30,5 +30,12 @@ trap 'rm -f "$marker"' EXIT
 
 # srun, not a background loop over ssh: each keepgpu is the first process of
 # its node's task, so a scancel's SIGTERM reaches it (and, through it, the
-# training) under proctrack/cgroup, and srun's exit code is the worst task's.
-srun --ntasks-per-node=1 keepgpu wrap --ready-file "$marker" -- $TRAIN_CMD
+# training) under proctrack/cgroup, and srun's exit code is the highest of
+# the tasks'. --kill-on-bad-exit: when one node's command fails, srun stops
+# the step, so every other node's keepgpu gets SIGTERM, passes it on and
+# hands its GPUs back, instead of holding them until the training there
+# notices the lost peer (Slurm's default, KillOnBadExit=0, waits for that).
+# The job's exit code is then the highest of all: 143 from the nodes that
+# were stopped, if their command exits 128+15 on TERM; srun's output names
+# the node that failed first.
+srun --ntasks-per-node=1 --kill-on-bad-exit=1 keepgpu wrap --ready-file "$marker" -- $TRAIN_CMD

@@ -12,7 +12,10 @@
 # program. Mind the signals: under proctrack/cgroup a scancel sends SIGTERM
 # only to this batch shell, so the background hold and the CPU phase get no
 # TERM, only SIGKILL KillWait seconds later (the driver then takes the GPU
-# memory back anyway). The training step started by srun does get TERM.
+# memory back anyway). The training step started by srun does get TERM, and
+# so does the hold on a job of several nodes, where it is a job step too.
+#
+#   sbatch --nodes=4 sbatch-prologue.sh      # one hold per node, then srun on all
 #
 #SBATCH --job-name=keepgpu-prologue
 #SBATCH --gres=gpu:1
@@ -23,15 +26,26 @@ set -euo pipefail
 PREP_CMD=${PREP_CMD:-python prepare_data.py}
 TRAIN_CMD=${TRAIN_CMD:-python train.py}
 
-marker=${TMPDIR:-/tmp}/keepgpu-${SLURM_JOB_ID:-$$}.ready
-rm -f "$marker"   # --until-file refuses a marker that already exists
-
-# 1. Hold every GPU of the job (what CUDA_VISIBLE_DEVICES shows) in the background.
-keepgpu hold --until-file "$marker" &
+# 1. Hold every GPU of the job (what CUDA_VISIBLE_DEVICES shows) in the
+#    background, released by a marker file that must not exist yet.
+if [ "${SLURM_JOB_NUM_NODES:-1}" -gt 1 ]; then
+	# Several nodes: one hold per node, as a job step, and the marker on the
+	# shared file system, where every node sees it (by polling: NFS and
+	# Lustre send no file events for other nodes' changes). --overlap lets
+	# the CPU phase and the training start steps of their own meanwhile.
+	marker=${SHARED_DIR:-${SLURM_SUBMIT_DIR:-$PWD}}/.keepgpu-${SLURM_JOB_ID:-$$}.ready
+	rm -f "$marker"
+	srun --overlap --ntasks-per-node=1 keepgpu hold --until-file "$marker" &
+else
+	marker=${TMPDIR:-/tmp}/keepgpu-${SLURM_JOB_ID:-$$}.ready
+	rm -f "$marker"
+	keepgpu hold --until-file "$marker" &
+fi
 hold=$!
-# If the CPU phase fails, release too, and wait: once the batch shell exits,
-# Slurm kills whatever is left of the job.
-trap '{ kill "$hold" 2>/dev/null && wait "$hold"; } || true; rm -f "$marker"' EXIT
+# If the CPU phase fails, release the same way and wait: once the batch shell
+# exits, Slurm kills whatever is left of the job. (Not kill: a TERM to srun
+# makes it SIGKILL the step's tasks.)
+trap 'touch "$marker"; wait "$hold" || true; rm -f "$marker"' EXIT
 
 # 2. The CPU phase.
 $PREP_CMD
@@ -42,5 +56,5 @@ $PREP_CMD
 touch "$marker"
 wait "$hold" || echo "keepgpu hold exited with status $?; going on" >&2
 
-# 4. The training, as a job step on the now free GPUs.
+# 4. The training, as a job step on the now free GPUs (one task per node).
 srun $TRAIN_CMD
