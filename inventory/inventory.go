@@ -2,7 +2,7 @@
 // utilization, compute mode and compute processes. It needs no CUDA.
 package inventory
 
-import "github.com/keepgpu/keepgpu/cuda"
+import "github.com/keepgpu/keepgpu/nvml"
 
 // GPU is one GPU as `keepgpu list-gpus --json` and the service's list_gpus
 // show it: id, platform, name, memory and utilization keep KeepGPU's
@@ -43,7 +43,7 @@ var computeModes = map[int]string{0: "default", 1: "exclusive-thread", 2: "prohi
 // Local reads the GPUs through NVML in this process: it loads
 // libnvidia-ml.so.1 (never libcuda) and shuts it down again.
 func Local() ([]GPU, error) {
-	nv, err := cuda.OpenNVML()
+	nv, err := nvml.Open()
 	if err != nil {
 		return nil, err
 	}
