@@ -6,7 +6,8 @@
 # match. Then SIGTERM → holder exited, ready → holder exited for every ready
 # source, the cost of `keepgpu wrap -- true`, stdout throughput (a median of
 # interleaved runs) and the memory of the wrapper and the holder. Prints a
-# Markdown table on stdout, progress on stderr. Needs Go and gcc; no GPU.
+# Markdown table on stdout, progress on stderr. Needs Go and gcc (for the
+# fake libraries); no GPU.
 #
 #   scripts/bench.sh [--baseline REV] [DRIVER ARGS...]
 #
@@ -24,18 +25,18 @@ if [ "${1:-}" = --baseline ]; then
 	shift 2
 fi
 
-# cgo builds get a private TMPDIR: a stray header in /tmp can break them.
 TMPDIR=$(mktemp -d)
 export TMPDIR
 trap 'rm -rf "$TMPDIR"' EXIT
-export CGO_CFLAGS="-O2 -g -Wno-deprecated-declarations"
 
-go build -o "$TMPDIR/keepgpu" .
+CGO_ENABLED=0 go build -o "$TMPDIR/keepgpu" .
 args=()
 if [ -n "$baseline" ]; then
 	mkdir "$TMPDIR/baseline"
 	git archive "$baseline" | tar -x -C "$TMPDIR/baseline"
-	(cd "$TMPDIR/baseline" && go build -o "$TMPDIR/keepgpu-baseline" .)
+	# An older revision may need cgo (go-nvml); a private TMPDIR keeps a
+	# stray header in /tmp from breaking that build.
+	(cd "$TMPDIR/baseline" && CGO_CFLAGS="-O2 -g -Wno-deprecated-declarations" go build -o "$TMPDIR/keepgpu-baseline" .)
 	args=(-baseline "$TMPDIR/keepgpu-baseline")
 fi
 go run ./internal/bench -keepgpu "$TMPDIR/keepgpu" "${args[@]}" "$@"
