@@ -18,9 +18,10 @@ var keepalivePTX string
 const KernelName = "keepalive"
 
 // Context flags (CUctx_flags). Blocking sync makes synchronisation sleep
-// on an interrupt instead of spinning a CPU core while the keep-alive kernel
-// runs; map host lets the kernel read the stop word in pinned host memory
-// (implied by every driver with unified addressing, needed by older ones).
+// on an interrupt instead of spinning a CPU core when the keep-alive kernel
+// still runs (at a release, or a launch that comes early); map host lets the
+// kernel read the stop word in pinned host memory (implied by every driver
+// with unified addressing, needed by older ones).
 const (
 	ctxSchedBlockingSync = 0x04
 	ctxMapHost           = 0x08
@@ -36,8 +37,8 @@ const StopPoll = 10 * time.Microsecond
 
 // Slice is the longest single launch where the driver cannot map host
 // memory (confidential computing, for one): the kernel then cannot be told
-// to stop, so Run cuts its time into slices and a Stop waits for the one in
-// flight.
+// to stop, so Launch runs it for at most a slice and a Stop waits for the
+// one in flight.
 const Slice = 2 * time.Millisecond
 
 // JIT options (CUjit_option) for the error log of cuModuleLoadDataEx.
