@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -235,5 +236,43 @@ func TestFinder(t *testing.T) {
 	}
 	if f := newFinder([]byte("ready for GPU")); f.b != 'G' && f.b != 'P' && f.b != 'U' {
 		t.Errorf("anchor of %q is %q, not an upper-case letter", "ready for GPU", f.b)
+	}
+}
+
+// TestMarkerGrowsPipe checks that a pipe dst smaller than 1 MiB is grown
+// to 1 MiB and that a larger one (where this process may make one) is not
+// shrunk.
+func TestMarkerGrowsPipe(t *testing.T) {
+	data, err := os.ReadFile("/proc/sys/fs/pipe-max-size")
+	if err != nil {
+		t.Skip(err)
+	}
+	if max, err := strconv.Atoi(strings.TrimSpace(string(data))); err != nil || max < 1<<20 {
+		t.Skipf("pipe-max-size %q below 1 MiB", data)
+	}
+	for _, tt := range []struct{ before, want int }{{64 << 10, 1 << 20}, {2 << 20, 2 << 20}} {
+		dr, dw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unix.FcntlInt(dw.Fd(), unix.F_SETPIPE_SZ, tt.before); err != nil {
+			// Above pipe-max-size only with CAP_SYS_RESOURCE.
+			t.Logf("F_SETPIPE_SZ %d: %v", tt.before, err)
+			dr.Close()
+			dw.Close()
+			continue
+		}
+		r, w, _ := os.Pipe()
+		w.WriteString("x KEEPGPU_READY\n")
+		w.Close()
+		if err := newMarker(t, testMarker).Copy(dw, r); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := unix.FcntlInt(dw.Fd(), unix.F_GETPIPE_SZ, 0); err != nil || n != tt.want {
+			t.Errorf("pipe of %d bytes is %d (%v) after Copy, want %d", tt.before, n, err, tt.want)
+		}
+		r.Close()
+		dr.Close()
+		dw.Close()
 	}
 }
