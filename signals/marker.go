@@ -57,8 +57,10 @@ func (m *MarkerSource) Close() error {
 // When src is a pipe, Copy moves the data inside the kernel where dst
 // allows it: into a pipe it duplicates each chunk with tee(2) and reads the
 // copy only to scan it; after the match it splices (splice(2)) into a pipe,
-// a socket or a file not opened for appending, touching no byte. Anything
-// else (a terminal, an appending file, any io.Writer) gets read and write.
+// a socket or a file not opened for appending, touching no byte. A pipe
+// dst smaller than 1 MiB is grown to 1 MiB, as wrap's own pipes are, so
+// that each wake-up moves more. Anything else (a terminal, an appending
+// file, any io.Writer) gets read and write.
 func (m *MarkerSource) Copy(dst io.Writer, src io.Reader) error {
 	if df, ok := dst.(*os.File); ok {
 		if sf, ok := src.(*os.File); ok {
