@@ -3,24 +3,45 @@ package main
 import (
 	"fmt"
 	"os/exec"
+	"strings"
 	"time"
 )
 
-// overheadLimit is the target for the median extra wall time of
-// `keepgpu wrap -- true` over `true`.
-const overheadLimit = 5 * time.Millisecond
+// Targets for the median extra wall time of `keepgpu wrap -- true` over
+// `true`, and over the init shims tini and dumb-init.
+const (
+	overheadLimit = 5 * time.Millisecond
+	shimLimit     = 4 * time.Millisecond
+)
+
+// shims are the init shims `keepgpu wrap` is compared with, where they are
+// installed (Debian: apt-get install tini dumb-init).
+var shims = []struct {
+	name string
+	args []string // before `true`
+}{
+	{"tini", []string{"-s", "--"}},
+	{"dumb-init", nil},
+}
 
 // overhead times `true` and `keepgpu wrap -- true` (on the fake node, so
 // the holder starts as it would on a GPU node), b.cfg.runs times each,
 // alternating to cancel drift. `keepgpu version` takes its turn too: the
-// cost of starting the binary at all.
+// cost of starting the binary at all; and so do `tini -s -- true` and
+// `dumb-init true`, where installed, each paired with the wrap run of its
+// turn.
 func (b *bench) overhead() ([]row, error) {
 	fmt.Fprintf(b.log, "bench: true vs keepgpu wrap -- true, %d runs each\n", b.cfg.runs)
 	truePath, err := exec.LookPath("true")
 	if err != nil {
 		return nil, fmt.Errorf("overhead: %w", err)
 	}
+	shimPaths := make([]string, len(shims))
+	for i, s := range shims {
+		shimPaths[i], _ = exec.LookPath(s.name) // "" where not installed
+	}
 	var plain, version, wrapped, diff []time.Duration
+	shimDiff := make([][]time.Duration, len(shims))
 	for i := 0; i < b.cfg.runs; i++ {
 		c := exec.Command(truePath)
 		c.Env = b.env
@@ -40,16 +61,40 @@ func (b *bench) overhead() ([]row, error) {
 		}
 		plain, wrapped, version = append(plain, p), append(wrapped, w), append(version, v)
 		diff = append(diff, w-p)
+		for j, s := range shims {
+			if shimPaths[j] == "" {
+				continue
+			}
+			c = exec.Command(shimPaths[j], append(append([]string{}, s.args...), truePath)...)
+			c.Env = b.env
+			t, err := timeRun(c)
+			if err != nil {
+				return nil, fmt.Errorf("overhead: %w", err)
+			}
+			shimDiff[j] = append(shimDiff[j], w-t)
+		}
 	}
 	wall := func(s stats) string { return fmt.Sprintf("p50 %s · p90 %s ms", ms(s.p50), ms(s.p90)) }
 	d := summarize(diff)
-	return []row{
+	rows := []row{
 		{figure: "`true` wall time", measured: wall(summarize(plain))},
 		{figure: "`keepgpu version` wall time (starting the binary, for reference)", measured: wall(summarize(version))},
 		{figure: "`keepgpu wrap -- true` wall time (fake node, 2 GPUs)", measured: wall(summarize(wrapped))},
-		{figure: "`wrap -- true` − `true` (median of paired differences)", measured: "+" + ms(d.p50) + " ms",
+		{figure: "`wrap -- true` − `true` (median of paired differences)", measured: fmt.Sprintf("%+.2f ms", float64(d.p50)/1e6),
 			target: "≤ +" + ms(overheadLimit) + " ms", ok: verdict(d.p50 <= overheadLimit)},
-	}, nil
+	}
+	for j, s := range shims {
+		r := row{figure: fmt.Sprintf("`wrap -- true` − `%s` (median of paired differences)", strings.Join(append(append([]string{s.name}, s.args...), "true"), " ")),
+			target: "≤ +" + ms(shimLimit) + " ms"}
+		if shimPaths[j] == "" {
+			r.measured = s.name + " not installed (Debian: apt-get install " + s.name + ")"
+		} else {
+			m := summarize(shimDiff[j]).p50
+			r.measured, r.ok = fmt.Sprintf("%+.2f ms", float64(m)/1e6), verdict(m <= shimLimit)
+		}
+		rows = append(rows, r)
+	}
+	return rows, nil
 }
 
 // timeRun runs c, which must exit 0, and returns its wall time from start
