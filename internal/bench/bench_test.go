@@ -50,7 +50,7 @@ func TestRun(t *testing.T) {
 	want = append(want, "`keepgpu ready` called → returned", "`keepgpu version` wall time", "`wrap -- true` − `true`",
 		"wrapper memory", "holder memory", "holder CPU per held GPU", "kernel launches per second per GPU, 16 fake GPU(s)",
 		"SIGTERM → holder exited", "relay CPU (the wrapper's), before the match", "relay CPU (the wrapper's), after the match",
-		"`wrap -- true` − `tini -s -- true`", "`wrap -- true` − `dumb-init true`",
+		"`wrap -- true` − `tini -s -- true`", "`wrap -- true` − `dumb-init true`", "`keepgpu version` ÷ a Go hello world",
 		"(baseline ")
 	// The stable figures come first.
 	if i, j := strings.Index(report, "holder CPU per held GPU"), strings.Index(report, "stdout throughput"); i < 0 || j < i {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -12,7 +14,13 @@ import (
 const (
 	overheadLimit = 5 * time.Millisecond
 	shimLimit     = 4 * time.Millisecond
+	// helloRatio is the target for `keepgpu version` over a Go hello
+	// world: what starting the binary costs beyond starting any Go program.
+	helloRatio = 2.5
 )
+
+// helloSource is the Go hello world keepgpu's start-up is compared with.
+const helloSource = "package main\n\nimport \"os\"\n\nfunc main() { os.Stdout.WriteString(\"hello\\n\") }\n"
 
 // shims are the init shims `keepgpu wrap` is compared with, where they are
 // installed (Debian: apt-get install tini dumb-init).
@@ -36,11 +44,13 @@ func (b *bench) overhead() ([]row, error) {
 	if err != nil {
 		return nil, fmt.Errorf("overhead: %w", err)
 	}
+	hello, helloErr := b.buildHello()
 	shimPaths := make([]string, len(shims))
 	for i, s := range shims {
 		shimPaths[i], _ = exec.LookPath(s.name) // "" where not installed
 	}
 	var plain, version, wrapped, diff []time.Duration
+	var ratios []float64 // keepgpu version ÷ hello world, paired
 	shimDiff := make([][]time.Duration, len(shims))
 	for i := 0; i < b.cfg.runs; i++ {
 		c := exec.Command(truePath)
@@ -60,6 +70,15 @@ func (b *bench) overhead() ([]row, error) {
 			return nil, fmt.Errorf("overhead: %w", err)
 		}
 		plain, wrapped, version = append(plain, p), append(wrapped, w), append(version, v)
+		if helloErr == nil {
+			c = exec.Command(hello)
+			c.Env = b.env
+			h, err := timeRun(c)
+			if err != nil {
+				return nil, fmt.Errorf("overhead: %w", err)
+			}
+			ratios = append(ratios, float64(v)/float64(h))
+		}
 		diff = append(diff, w-p)
 		for j, s := range shims {
 			if shimPaths[j] == "" {
@@ -83,6 +102,14 @@ func (b *bench) overhead() ([]row, error) {
 		{figure: "`wrap -- true` − `true` (median of paired differences)", measured: fmt.Sprintf("%+.2f ms", float64(d.p50)/1e6),
 			target: "≤ +" + ms(overheadLimit) + " ms", ok: verdict(d.p50 <= overheadLimit)},
 	}
+	r := row{figure: "`keepgpu version` ÷ a Go hello world (median of paired ratios)", target: fmt.Sprintf("≤ %.1f×", helloRatio)}
+	if helloErr != nil {
+		r.measured = "no hello world: " + helloErr.Error()
+	} else {
+		m := median(ratios)
+		r.measured, r.ok = fmt.Sprintf("%.2f×", m), verdict(m <= helloRatio)
+	}
+	rows = append(rows, r)
 	for j, s := range shims {
 		r := row{figure: fmt.Sprintf("`wrap -- true` − `%s` (median of paired differences)", strings.Join(append(append([]string{s.name}, s.args...), "true"), " ")),
 			target: "≤ +" + ms(shimLimit) + " ms"}
@@ -95,6 +122,29 @@ func (b *bench) overhead() ([]row, error) {
 		rows = append(rows, r)
 	}
 	return rows, nil
+}
+
+// buildHello builds helloSource with the go command into b.dir and
+// returns the binary's path.
+func (b *bench) buildHello() (string, error) {
+	dir := filepath.Join(b.dir, "hello")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(helloSource), 0o644); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module hello\n"), 0o644); err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "hello")
+	c := exec.Command("go", "build", "-o", bin, ".")
+	c.Dir = dir
+	c.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if out, err := c.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return bin, nil
 }
 
 // timeRun runs c, which must exit 0, and returns its wall time from start

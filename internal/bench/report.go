@@ -78,8 +78,8 @@ func (b *bench) header() ([]string, error) {
 			holdVRAM, holdUtil, holdCounts, b.cfg.holdReps, baselineNote(b.cfg.baseline), b.cfg.holdFor, holdSettle, holdPlace()),
 		fmt.Sprintf("handoffs: %d per ready source, each a fresh `keepgpu wrap`; the signal comes at a random point "+
 			"of the holder's 100 ms keep-alive cycle after it holds both GPUs; p50 · p99 · max", b.cfg.n),
-		fmt.Sprintf("start-up: %d runs each of `true`, `keepgpu wrap -- true`, `keepgpu version`, `tini -s -- true` and `dumb-init true` "+
-			"(where installed), interleaved; differences paired within each turn", b.cfg.runs),
+		fmt.Sprintf("start-up: %d runs each of `true`, `keepgpu wrap -- true`, `keepgpu version`, `tini -s -- true`, `dumb-init true` "+
+			"(where installed) and a Go hello world built here, interleaved; differences and ratios paired within each turn", b.cfg.runs),
 		fmt.Sprintf("throughput: %d MiB of log lines from the wrapped command, read in 1 MiB reads, %d runs per variant, "+
 			"interleaved: median (min–max), first read to EOF; keepgpu's own CPU: the wrapper's user+sys time "+
 			"(start-up included) per GiB; MB = 10⁶ bytes", b.cfg.mib, b.cfg.reps),
