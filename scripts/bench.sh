@@ -4,10 +4,12 @@
 # held GPU and its kernel launches per GPU on 1, 8 and 16 fake GPUs, and the
 # wrapper's CPU per GiB relayed through --ready-marker, before and after the
 # match. Then SIGTERM → holder exited, ready → holder exited for every ready
-# source, the cost of `keepgpu wrap -- true`, stdout throughput (a median of
-# interleaved runs) and the memory of the wrapper and the holder. Prints a
-# Markdown table on stdout, progress on stderr. Needs Go and gcc (for the
-# fake libraries); no GPU.
+# source, the cost of `keepgpu wrap -- true` (against true, tini and
+# dumb-init) and of starting keepgpu (against a Go hello world), stdout
+# throughput (a median of interleaved runs) and the memory of the wrapper
+# and the holder. Prints a Markdown table on stdout, progress on stderr.
+# Needs Go and gcc (for the fake libraries); no GPU. tini and dumb-init
+# are compared where installed (Debian: apt-get install tini dumb-init).
 #
 #   scripts/bench.sh [--baseline REV] [DRIVER ARGS...]
 #

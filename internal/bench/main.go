@@ -7,13 +7,15 @@
 //     per GiB relayed through --ready-marker, before and after the match;
 //   - SIGTERM → holder exited;
 //   - ready signal → holder exited, for every ready source;
-//   - the wall time of `keepgpu wrap -- true` against `true`;
+//   - the wall time of `keepgpu wrap -- true` against `true`, `tini -s --
+//     true` and `dumb-init true`, and of `keepgpu version` against a Go
+//     hello world;
 //   - stdout throughput through --ready-marker against a plain pipe;
 //   - the memory of the wrapper and of the holder.
 //
 // Usage:
 //
-//	go run ./internal/bench -keepgpu PATH [-baseline PATH] [-n 100] [-runs 200] [-mib 512]
+//	go run ./internal/bench -keepgpu PATH [-baseline PATH] [-n 100] [-runs 200] [-mib 1024] [-only STEPS]
 //
 // With -baseline, the holding and relay figures of a second binary (an
 // earlier build) are measured too, the two binaries taking turns, and shown
