@@ -139,7 +139,7 @@ func (k *keeper) snapshot() Status {
 // and run returns; the caller closes the device after.
 func (k *keeper) run(ctx context.Context) {
 	defer close(k.stopped)
-	defer context.AfterFunc(ctx, k.dev.Stop)()
+	defer k.dev.Stop() // the loop returns as soon as ctx is done
 	on := k.opt.Window * time.Duration(k.opt.Util) / 100
 	nextCheck := time.Now().Add(k.opt.Interval)
 	k.since = time.Now()

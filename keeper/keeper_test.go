@@ -21,6 +21,7 @@ type fakeDevice struct {
 	launches int
 	closed   bool
 	allocErr error
+	slice    time.Duration // the longest kernel Launch runs; 0 for any
 	stopOnce sync.Once
 	stop     chan struct{} // closed by Stop; made by opener
 	// stoppedFirst: Stop had been called when Close was.
@@ -44,6 +45,9 @@ func (d *fakeDevice) MemInfo() (uint64, uint64, error) {
 func (d *fakeDevice) Launch(on time.Duration) (time.Duration, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.slice > 0 {
+		on = min(on, d.slice)
+	}
 	select {
 	case <-d.stop:
 	default:
@@ -427,5 +431,32 @@ func TestReleaseStopsRunningKernel(t *testing.T) {
 		if !d.closed || !d.stoppedFirst {
 			t.Errorf("gpu %d: closed %v, stopped before closing %v", i, d.closed, d.stoppedFirst)
 		}
+	}
+}
+
+// TestSlicedDevice checks the keeper against a device that runs the kernel
+// in slices (no mapped stop word): several launches per window, covering
+// util% of it, and still released at once.
+func TestSlicedDevice(t *testing.T) {
+	devs := map[int]*fakeDevice{0: {total: 8 << 30, slice: time.Millisecond}}
+	opt := fastOptions(nil, newEvents())
+	opt.Window = 20 * time.Millisecond // 10 ms at util 50: ten slices
+	start := time.Now()
+	g, err := Start(context.Background(), gpus(1), opener(devs), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for devs[0].count() < 25 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := g.Release(); err != nil {
+		t.Fatal(err)
+	}
+	windows := int(time.Since(start)/opt.Window) + 1
+	if n := devs[0].count(); n > 10*windows {
+		t.Fatalf("%d launches in %d windows: more than ten slices a window", n, windows)
+	}
+	if !devs[0].stoppedFirst {
+		t.Fatal("not stopped before closing")
 	}
 }

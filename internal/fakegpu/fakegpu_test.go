@@ -626,7 +626,7 @@ func TestNodeAPI(t *testing.T) {
 	}
 
 	for _, bad := range [][3]string{
-		{"0", "colour", "red"}, {"0", "util", "lots"}, {"0", "compute_mode", "7"}, {"0", "cc", "9"},
+		{"0", "colour", "red"}, {"0", "util", "lots"}, {"0", "compute_mode", "7"}, {"0", "cc", "9"}, {"0", "hostmap", "2"},
 		{"0", "total", "-1"}, {"2", "util", "5"}, {"-1", "util", "5"},
 	} {
 		gpu, _ := strconv.Atoi(bad[0])
