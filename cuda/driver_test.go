@@ -200,6 +200,40 @@ func TestStop(t *testing.T) {
 	}
 }
 
+// TestStopWhileSynchronising stops an hour-long kernel while Sync waits
+// for it, asleep in the fake driver as in a real one: the driver must see
+// the stop word change and end the kernel, or Sync would wait an hour.
+func TestStopWhileSynchronising(t *testing.T) {
+	libDir := t.TempDir()
+	node, err := fakegpu.NewNode(t.TempDir(), libDir, 1)
+	if err != nil {
+		t.Skipf("fake driver: %v", err)
+	}
+	t.Setenv("FAKEGPU_DIR", node.Dir)
+	d, err := load(filepath.Join(libDir, LibraryName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := d.NewContext(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Launch(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	synced := make(chan error, 1)
+	go func() { synced <- c.Sync() }()
+	time.Sleep(20 * time.Millisecond) // Sync is asleep in the driver by now, or soon
+	c.Stop()
+	if err := <-synced; err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // monotonicNow is CLOCK_MONOTONIC in nanoseconds, the fake driver's clock.
 func monotonicNow() int64 {
 	var ts unix.Timespec
