@@ -20,7 +20,9 @@
 #   4. utilization.gpu over 10 s against --util 30 (mean, spread), then 5 s
 #      at --util 60; board power against idle; the holder's resident memory.
 #   5. release: SIGTERM → holder exited → memory.used back to the baseline;
-#      the same for `--until-file` and a file appearing.
+#      the same for `--until-file` and a file appearing, and for SIGTERM at
+#      --util 100, where the kernel always runs: its stop word must end it
+#      (it would otherwise run out its 100 ms window).
 #   6. handoff: under `keepgpu wrap --vram 8GiB`, a PyTorch child runs
 #      `keepgpu ready` and then allocates and writes nearly the whole card.
 #   7. backoff: a foreign PyTorch process → kernel paused; it exits → kernel
@@ -521,6 +523,30 @@ check_util60_until_file() {
 	mark hold60.touch
 	: >"$flag"
 	release_wait hold60 "$pid"
+}
+
+# 5. keepgpu hold at --util 100, released by SIGTERM while its kernel runs
+# (it always does): the stop word in mapped host memory must end it within
+# microseconds, or the release waits for the rest of the 100 ms window.
+check_stop_util100() {
+	local pid
+	log "== 5. keepgpu hold --vram 256MiB --util 100: SIGTERM while the kernel runs"
+	if ! have_time 25; then
+		skip hold100
+		return
+	fi
+	mark hold100.launch
+	run_bg hold100 "$KG" hold --gpus all --vram 256MiB --util 100 --log-format json
+	pid=$BG_PID
+	if ! wait_holding hold100 "$pid"; then
+		signal_group TERM "$pid"
+		return
+	fi
+	sleep 0.35 # into a window, not at its edge
+	arm "$pid" 20
+	mark hold100.term
+	kill -TERM "$pid"
+	release_wait hold100 "$pid"
 }
 
 # 6. Handoff to PyTorch: the child calls `keepgpu ready`, then allocates
@@ -1174,6 +1200,12 @@ def _():
     return release("hold60", "touch")
 
 
+@figure("SIGTERM at --util 100, kernel running (the stop word) → holder exited · → memory.used at the baseline",
+        "≤ 10 ms · ≤ 10 ms + 1 sample")
+def _():
+    return release("hold100", "term")
+
+
 @figure("`keepgpu ready` in a PyTorch child under wrap (returns once the holder exited)", "≤ 10 ms")
 def _():
     ran("handoff")
@@ -1348,6 +1380,7 @@ main() {
 	sample_idle
 	check_hold_util30
 	check_util60_until_file
+	check_stop_util100
 	check_handoff
 	check_backoff
 	check_gpu_use
