@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/keepgpu/keepgpu/cuda"
@@ -51,8 +52,18 @@ func Hold(ctx context.Context, sel GPUs, opt Options) (*Group, error) {
 			}
 		}
 	}
+	var (
+		mu       sync.Mutex
+		unmapped []cuda.DeviceInfo // no stop word in host memory: slices
+	)
 	g, err := Start(ctx, picked, func(info cuda.DeviceInfo) (Device, error) {
-		return d.NewContext(info.Ordinal)
+		c, err := d.NewContext(info.Ordinal)
+		if err == nil && !c.StopMapped() {
+			mu.Lock()
+			unmapped = append(unmapped, info)
+			mu.Unlock()
+		}
+		return c, err
 	}, opt)
 	if err != nil {
 		if nv != nil {
@@ -62,6 +73,10 @@ func Hold(ctx context.Context, sel GPUs, opt Options) (*Group, error) {
 	}
 	if nv != nil {
 		g.onRelease = func() { nv.Close() }
+	}
+	for _, info := range unmapped {
+		g.emit(Event{Time: time.Now(), Kind: "warning", GPU: info.Ordinal, UUID: info.UUID, Name: info.Name,
+			Reason: "the driver maps no host memory for the kernel's stop word: the kernel runs in 2 ms slices, so a release waits for the one in flight"})
 	}
 	return g, nil
 }

@@ -21,6 +21,8 @@ type Group struct {
 	started time.Time
 	// onRelease runs after every context is destroyed (Hold closes NVML).
 	onRelease func()
+	// emit passes events on to Options.Events, one at a time.
+	emit func(Event)
 }
 
 // Open creates a context on one GPU.
@@ -96,7 +98,7 @@ func Start(ctx context.Context, gpus []cuda.DeviceInfo, open Open, opt Options) 
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
-	g := &Group{keepers: held, cancel: cancel, started: time.Now()}
+	g := &Group{keepers: held, cancel: cancel, started: time.Now(), emit: emit}
 	for _, k := range held {
 		k.event("held", "")
 		k.check() // the first status already tells the truth
