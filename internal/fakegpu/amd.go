@@ -221,8 +221,10 @@ func (n *Node) ClearAMDInitError(lib string) error {
 // SetProcessListGrowth makes every call of the fake ROCm SMI's
 // rsmi_compute_process_info_get list perCall more short-lived processes
 // than the call before (0 turns it off), so that the process count
-// changes between the two calls of that API.
-func (n *Node) SetProcessListGrowth(perCall int) error {
+// changes between the two calls of that API. With doubling, the number of
+// such processes is perCall times 2 to the number of calls instead: a list
+// that outgrows any buffer.
+func (n *Node) SetProcessListGrowth(perCall int, doubling bool) error {
 	path := filepath.Join(n.Dir, "rocm_smi_grow")
 	if perCall <= 0 {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -230,5 +232,9 @@ func (n *Node) SetProcessListGrowth(perCall int) error {
 		}
 		return nil
 	}
-	return writeAtomic(path, strconv.Itoa(perCall)+"\n")
+	v := strconv.Itoa(perCall)
+	if doubling {
+		v = "x" + v
+	}
+	return writeAtomic(path, v+"\n")
 }

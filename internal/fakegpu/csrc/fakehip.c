@@ -76,6 +76,7 @@ static struct fh_alloc *allocs;
 static struct fh_stream *streams;
 static struct fh_event *events;
 static int64_t device_end[FN_MAX_GPUS]; /* end of the last work per GPU */
+static int dirty[FN_MAX_GPUS];          /* own[i] changed since published */
 static uintptr_t next_ptr = FH_PTR_BASE;
 
 /* The calling thread's current device (a HIP ordinal), 0 by default. */
@@ -136,8 +137,12 @@ static void sleep_until(int64_t end)
 		;
 }
 
-/* record_work adds [start, end) to the GPU's record, merging it into the
- * previous interval when it follows it directly. */
+/*
+ * record_work adds [start, end) to the GPU's record, merging it into the
+ * previous interval when it follows it directly. The record is published
+ * at the next event record or synchronisation (flush), as writing a file
+ * per memset would take longer than the simulated memset.
+ */
 static void record_work(int phys, int64_t start, int64_t end)
 {
 	struct fn_proc *p = &own[phys];
@@ -157,7 +162,19 @@ static void record_work(int phys, int64_t start, int64_t end)
 	}
 	if (end > device_end[phys])
 		device_end[phys] = end;
-	publish(phys);
+	dirty[phys] = 1;
+}
+
+/* flush publishes the records record_work changed. */
+static void flush(void)
+{
+	int i;
+
+	for (i = 0; i < FN_MAX_GPUS; i++)
+		if (dirty[i]) {
+			dirty[i] = 0;
+			publish(i);
+		}
 }
 
 /* ------------------------------------------------------------- init */
@@ -518,6 +535,7 @@ hipError_t hipDeviceSynchronize(void)
 	if (rc != hipSuccess)
 		return leave(rc);
 	end = device_end[phys];
+	flush();
 	leave(hipSuccess);
 	sleep_until(end);
 	return hipSuccess;
@@ -597,6 +615,7 @@ hipError_t hipEventRecord(hipEvent_t event, hipStream_t stream)
 		return leave(hipErrorInvalidHandle);
 	e->recorded = 1;
 	e->at = s != NULL && s->last_end > now ? s->last_end : now;
+	flush();
 	return leave(hipSuccess);
 }
 
@@ -612,6 +631,7 @@ hipError_t hipEventSynchronize(hipEvent_t event)
 	if (e == NULL)
 		return leave(hipErrorInvalidHandle);
 	at = e->recorded ? e->at : 0;
+	flush();
 	leave(hipSuccess);
 	sleep_until(at);
 	return hipSuccess;

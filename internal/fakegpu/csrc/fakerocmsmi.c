@@ -10,7 +10,9 @@
  * $FAKEGPU_DIR/rocm_smi_grow, when it holds a number N, makes the process
  * list grow by N short-lived processes at every rsmi_compute_process_info_get
  * call (processes that are gone by the next call), to test callers against
- * a count that changes between the two calls of the API.
+ * a count that changes between the two calls of the API; "xN" makes the
+ * number of such processes N times 2 to the number of calls, a list that
+ * outgrows any buffer.
  *
  * All declarations below are our own; only the ABI (function signatures,
  * struct layouts and numeric values) follows AMD's public rocm_smi.h.
@@ -76,8 +78,12 @@ rsmi_status_t rsmi_init(uint64_t flags)
 
 	(void)flags;
 	pthread_mutex_lock(&mu);
-	if (fn_init_error("rocm_smi_init_error", &code) && code != RSMI_STATUS_SUCCESS)
+	if (fn_init_error("rocm_smi_init_error", &code) && code != RSMI_STATUS_SUCCESS) {
+		/* What ROCm 5.2 prints when there is no amdgpu driver. */
+		fputs("Failed to open drm root directory /sys/class/drm.: No such file or directory\n", stderr);
+		fputs("Exception caught: rsmi_init.\n", stderr);
 		return leave(code);
+	}
 	refs++;
 	return leave(RSMI_STATUS_SUCCESS);
 }
@@ -347,7 +353,7 @@ static int node_procs(struct fs_proc **out, int phantoms)
 			ps = grown;
 		}
 		memset(&ps[n], 0, sizeof ps[n]);
-		ps[n].pid = FS_PHANTOM_PID + (uint32_t)(list_calls * 1000 + (unsigned)i);
+		ps[n].pid = FS_PHANTOM_PID + (uint32_t)i;
 		n++;
 	}
 	*out = ps;
@@ -370,7 +376,7 @@ rsmi_status_t rsmi_compute_process_info_get(rsmi_process_info_t *procs, uint32_t
 {
 	struct fs_proc *ps;
 	char buf[64];
-	unsigned long long grow = 0;
+	unsigned long long grow = 0, phantoms = 0;
 	uint32_t i;
 	int n;
 
@@ -379,10 +385,14 @@ rsmi_status_t rsmi_compute_process_info_get(rsmi_process_info_t *procs, uint32_t
 		return leave(RSMI_STATUS_INIT_ERROR);
 	if (num == NULL)
 		return leave(RSMI_STATUS_INVALID_ARGS);
-	if (fn_node_read("rocm_smi_grow", buf, sizeof buf) == 0)
-		fn_parse_u64(buf, &grow);
 	list_calls++;
-	n = node_procs(&ps, (int)(grow * list_calls));
+	if (fn_node_read("rocm_smi_grow", buf, sizeof buf) == 0) {
+		if (buf[0] == 'x' && fn_parse_u64(buf + 1, &grow) == 0)
+			phantoms = grow << (list_calls < 16 ? list_calls : 16);
+		else if (fn_parse_u64(buf, &grow) == 0)
+			phantoms = grow * list_calls;
+	}
+	n = node_procs(&ps, (int)phantoms);
 	if (procs == NULL) {
 		*num = (uint32_t)n;
 		free(ps);
