@@ -116,8 +116,9 @@ var (
 // finds, resolves every symbol keepgpu uses and calls hipInit. It loads once
 // per process; later calls return the same runtime or the same error. No
 // library wraps ErrNoLibrary (naming each soname tried and why it failed);
-// missing symbols are named all at once; a failing hipInit is an *Error, so
-// errors.Is(err, ErrorNoDevice) tells "ROCm but no AMD GPU".
+// missing symbols are named all at once; a failing hipInit is an *Error, and
+// where the runtime then counts no device, errors.Is(err, ErrorNoDevice)
+// tells "ROCm but no AMD GPU".
 func Load() (*Runtime, error) {
 	loadOnce.Do(func() { loaded, loadErr = load(LibraryNames...) })
 	return loaded, loadErr
@@ -164,7 +165,14 @@ func load(names ...string) (*Runtime, error) {
 		return nil, fmt.Errorf("%s: missing symbols %s (ROCm too old, or not AMD's HIP runtime)", name, strings.Join(missing, ", "))
 	}
 	if c := r.hipInit(0); c != Success {
-		return nil, r.err("hipInit", c)
+		// Without a device ROCm 5.2's hipInit answers hipErrorInvalidDevice;
+		// hipGetDeviceCount then gives the runtime's plain answer.
+		initErr := r.err("hipInit", c)
+		var n int32
+		if c := r.hipGetDeviceCount(&n); c == ErrorNoDevice {
+			return nil, fmt.Errorf("%w (%v)", r.err("hipGetDeviceCount", c), initErr)
+		}
+		return nil, initErr
 	}
 	var v int32
 	if c := r.hipDriverGetVersion(&v); c == Success {

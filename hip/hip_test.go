@@ -19,6 +19,10 @@ func TestMain(m *testing.M) {
 	switch os.Getenv("KEEPGPU_HIP_CHILD") {
 	case "visible":
 		r, err := Load()
+		if errors.Is(err, ErrorNoDevice) {
+			fmt.Println("visible []")
+			os.Exit(0)
+		}
 		if err != nil {
 			fmt.Println("error:", err)
 			os.Exit(0)
@@ -202,15 +206,11 @@ func TestNewestFirst(t *testing.T) {
 
 func TestNoDevice(t *testing.T) {
 	node := newNode(t, 0)
-	r, err := load(fakeLib(t, node, "libamdhip64.so.6"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = r.Devices()
+	_, err := load(fakeLib(t, node, "libamdhip64.so.6"))
 	if !errors.Is(err, ErrorNoDevice) {
-		t.Fatalf("Devices on a node without GPUs: %v; want ErrorNoDevice", err)
+		t.Fatalf("load on a node without GPUs: %v; want ErrorNoDevice", err)
 	}
-	if want := "hipGetDeviceCount: hipErrorNoDevice: no ROCm-capable device is detected (HIP 100)"; err.Error() != want {
+	if want := "hipGetDeviceCount: hipErrorNoDevice: no ROCm-capable device is detected (HIP 100) (hipInit: hipErrorInvalidDevice: invalid device ordinal (HIP 101))"; err.Error() != want {
 		t.Errorf("error %q, want %q", err, want)
 	}
 }

@@ -179,31 +179,44 @@ static void flush(void)
 
 /* ------------------------------------------------------------- init */
 
-hipError_t hipInit(unsigned flags)
+/* init reads the node once; called with the lock held. */
+static hipError_t init(void)
 {
 	int code;
 
-	(void)flags;
-	pthread_mutex_lock(&mu);
 	if (fn_init_error("hip_init_error", &code) && code != hipSuccess)
-		return leave(code);
+		return code;
 	if (!initialized) {
 		ndev = fa_visible(phys_of);
 		initialized = 1;
 	}
-	return leave(hipSuccess);
+	return hipSuccess;
 }
 
 /*
- * enter_init initialises the fake on first use, as the runtime does, and
- * takes the lock whatever the outcome: callers always leave().
+ * hipInit answers hipErrorInvalidDevice when there is no GPU, as ROCm
+ * 5.2's does; hipGetDeviceCount then answers hipErrorNoDevice.
+ */
+hipError_t hipInit(unsigned flags)
+{
+	hipError_t rc;
+
+	(void)flags;
+	pthread_mutex_lock(&mu);
+	rc = init();
+	if (rc == hipSuccess && ndev == 0)
+		rc = hipErrorInvalidDevice;
+	return leave(rc);
+}
+
+/*
+ * enter_init takes the lock and initialises the fake on first use, as the
+ * runtime does: callers always leave().
  */
 static hipError_t enter_init(void)
 {
-	hipError_t rc = hipInit(0);
-
 	pthread_mutex_lock(&mu);
-	return rc;
+	return init();
 }
 
 hipError_t hipDriverGetVersion(int *v)
@@ -279,8 +292,6 @@ hipError_t hipSetDevice(int dev)
 
 	if (rc != hipSuccess)
 		return leave(rc);
-	if (ndev == 0)
-		return leave(hipErrorNoDevice);
 	if (dev_phys(dev) < 0)
 		return leave(hipErrorInvalidDevice);
 	current = dev;
@@ -295,7 +306,7 @@ hipError_t hipSetDeviceFlags(unsigned flags)
 		return leave(rc);
 	if (flags & ~0x1fU)
 		return leave(hipErrorInvalidValue);
-	return leave(ndev == 0 ? hipErrorNoDevice : hipSuccess);
+	return leave(ndev == 0 ? hipErrorInvalidDevice : hipSuccess);
 }
 
 hipError_t hipDeviceGetName(char *name, int len, int dev)
@@ -383,8 +394,6 @@ static hipError_t enter_current(int *phys)
 
 	if (rc != hipSuccess)
 		return rc;
-	if (ndev == 0)
-		return hipErrorNoDevice;
 	*phys = dev_phys(current);
 	return *phys < 0 ? hipErrorInvalidDevice : hipSuccess;
 }
