@@ -3,7 +3,6 @@ module github.com/keepgpu/keepgpu
 go 1.26.8
 
 require (
-	github.com/NVIDIA/go-nvml v0.13.4-1
 	github.com/alecthomas/kong v1.17.0
 	github.com/chromedp/chromedp v0.23.0
 	github.com/creack/pty v1.1.24

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/keepgpu/keepgpu/cuda"
+	"github.com/keepgpu/keepgpu/nvml"
 	"github.com/keepgpu/keepgpu/service"
 )
 
@@ -105,7 +106,7 @@ func (c *ListGPUsCmd) fromService() ([]gpuJSON, error) {
 
 // localGPUs reads the GPUs through NVML in this process.
 func localGPUs() ([]gpuJSON, error) {
-	nv, err := cuda.OpenNVML()
+	nv, err := nvml.Open()
 	if err != nil {
 		return nil, err
 	}

@@ -478,23 +478,61 @@ func TestTerminalBackgroundJob(t *testing.T) {
 	tm.expect(`waited-2\r?\n`)
 }
 
-// Signals that keepgpu's parent ignores (nohup's SIGHUP, a shell's SIGINT
-// and SIGQUIT for background commands) stay ignored in the command, as
-// they would without keepgpu.
+// Signals that keepgpu's parent ignores stay ignored in the command, as
+// they would without keepgpu, for every signal keepgpu can see was ignored:
+// SIGHUP and SIGINT (the Go runtime keeps their inherited SIG_IGN) and
+// SIGCONT, SIGTSTP, SIGTTIN and SIGTTOU (the runtime leaves them alone). The
+// runtime replaces an inherited SIG_IGN of any other signal before keepgpu's
+// code runs: the command gets those at their defaults, as the README says.
 func TestIgnoredSignalsStayIgnored(t *testing.T) {
 	env := termEnv(t, nil)
-	sigIgn := func(exe string) string {
+	sigIgn := func(script string) uint64 {
 		t.Helper()
-		cmd := exec.Command("sh", "-c", `trap "" HUP INT QUIT PIPE; exec `+exe+` grep SigIgn /proc/self/status`)
+		cmd := exec.Command("sh", "-c", script)
 		cmd.Env = env
 		out, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("%s: %v", cmd.Args, err)
 		}
-		return strings.TrimSpace(string(out))
+		v, ok := strings.CutPrefix(strings.TrimSpace(string(out)), "SigIgn:")
+		if !ok {
+			t.Fatalf("%s: %q", cmd.Args, out)
+		}
+		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mask
 	}
-	want := sigIgn("")
-	if got := sigIgn("keepgpu wrap -q --"); got != want {
-		t.Errorf("under keepgpu wrap the command has %q; without, %q", got, want)
+	bit := func(sigs ...syscall.Signal) uint64 {
+		var m uint64
+		for _, s := range sigs {
+			m |= 1 << (s - 1)
+		}
+		return m
+	}
+	kept := bit(syscall.SIGHUP, syscall.SIGINT, syscall.SIGCONT, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU)
+	const cmd = "grep SigIgn /proc/self/status"
+	tests := []struct {
+		name   string
+		script string // runs %s: the command, or keepgpu wrap running it
+		lost   uint64 // ignored without keepgpu, not under it
+	}{
+		{"nohup", `trap "" HUP; exec %s`, 0},
+		{"job control signals", `trap "" TSTP TTIN TTOU CONT; exec %s`, 0},
+		// A non-interactive shell starts a background job with SIGINT and
+		// SIGQUIT ignored.
+		{"background job", `%s & wait`, bit(syscall.SIGQUIT)},
+		{"others are lost", `trap "" HUP INT QUIT PIPE TERM USR1 USR2 ALRM WINCH; exec %s`,
+			bit(syscall.SIGQUIT, syscall.SIGPIPE, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGALRM, syscall.SIGWINCH)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			without := sigIgn(fmt.Sprintf(tt.script, cmd))
+			under := sigIgn(fmt.Sprintf(tt.script, "keepgpu wrap -q -- "+cmd))
+			if want := without &^ tt.lost; under != want || without&^kept != tt.lost {
+				t.Errorf("SigIgn without keepgpu %#x, under keepgpu wrap %#x; want %#x", without, under, want)
+			}
+		})
 	}
 }

@@ -1,6 +1,6 @@
-// Package cuda is the GPU as the NVIDIA drivers show it: the CUDA driver API
-// loaded from libcuda.so.1 at run time, the embedded keep-alive kernel, and
-// NVML telemetry. It holds no policy.
+// Package cuda is the GPU as the CUDA driver shows it: the driver API loaded
+// from libcuda.so.1 at run time, the embedded keep-alive kernel, and device
+// identity by UUID. NVML telemetry is package nvml. It holds no policy.
 package cuda
 
 import (

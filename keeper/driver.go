@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keepgpu/keepgpu/cuda"
+	"github.com/keepgpu/keepgpu/nvml"
 )
 
 // ErrNoGPU reports that there is nothing to hold on this node: no driver
@@ -37,14 +38,14 @@ func Hold(ctx context.Context, sel GPUs, opt Options) (*Group, error) {
 	if emit == nil {
 		emit = func(Event) {}
 	}
-	nv, err := cuda.OpenNVML()
+	nv, err := nvml.Open()
 	if err != nil {
 		emit(Event{Time: time.Now(), Kind: "warning", GPU: -1, Reason: "telemetry unknown, holding without backoff: " + err.Error()})
 	} else {
 		opt.Telemetry = nv
 		for _, g := range picked {
 			s, err := nv.Sample(g.UUID)
-			if err == nil && s.ModeErr == nil && s.ComputeMode == cuda.ComputeExclusiveProcess {
+			if err == nil && s.ModeErr == nil && s.ComputeMode == nvml.ComputeExclusiveProcess {
 				emit(Event{Time: time.Now(), Kind: "warning", GPU: g.Ordinal, UUID: g.UUID,
 					Reason: "exclusive-process compute mode: no other process can create a context while keepgpu holds this GPU; give the command a ready signal before it starts CUDA"})
 			}

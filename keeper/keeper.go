@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keepgpu/keepgpu/cuda"
+	"github.com/keepgpu/keepgpu/nvml"
 )
 
 // Device is what a keeper needs from one GPU context; *cuda.Context has it.
@@ -22,12 +23,12 @@ type Device interface {
 	Close() error
 }
 
-// Telemetry reads a GPU by UUID; *cuda.NVML has it.
+// Telemetry reads a GPU by UUID; *nvml.NVML has it.
 type Telemetry interface {
-	Sample(uuid string) (cuda.Sample, error)
+	Sample(uuid string) (nvml.Sample, error)
 	// Processes lists the compute processes alone: cheap enough to call
 	// every window.
-	Processes(uuid string) ([]cuda.Process, error)
+	Processes(uuid string) ([]nvml.Process, error)
 }
 
 // Kernel states reported in Status and events.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keepgpu/keepgpu/cuda"
+	"github.com/keepgpu/keepgpu/nvml"
 )
 
 // fakeDevice records what a keeper asks of a GPU.
@@ -58,21 +59,21 @@ func (d *fakeDevice) count() int {
 // fakeTelemetry returns whatever sample the test last set.
 type fakeTelemetry struct {
 	mu     sync.Mutex
-	sample cuda.Sample
+	sample nvml.Sample
 	err    error
 }
 
-func (f *fakeTelemetry) set(s cuda.Sample, err error) {
+func (f *fakeTelemetry) set(s nvml.Sample, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.sample, f.err = s, err
 }
-func (f *fakeTelemetry) Processes(string) ([]cuda.Process, error) {
+func (f *fakeTelemetry) Processes(string) ([]nvml.Process, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.sample.Procs, f.err
 }
-func (f *fakeTelemetry) Sample(string) (cuda.Sample, error) {
+func (f *fakeTelemetry) Sample(string) (nvml.Sample, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.sample, f.err
@@ -180,17 +181,17 @@ func TestBackoff(t *testing.T) {
 	self := os.Getpid()
 	tests := []struct {
 		name   string
-		sample cuda.Sample
+		sample nvml.Sample
 		own    func(int) bool
 		pause  string // reason substring, "" = keeps running
 	}{
-		{name: "idle", sample: cuda.Sample{Util: 20, Procs: []cuda.Process{{PID: self}}}},
-		{name: "foreign process", sample: cuda.Sample{Util: 50, Procs: []cuda.Process{{PID: self}, {PID: 1, Bytes: 1 << 20}}}, pause: "foreign compute process 1"},
-		{name: "own tree is not foreign", sample: cuda.Sample{Util: 0, Procs: []cuda.Process{{PID: 1}}}, own: func(pid int) bool { return pid == 1 }},
-		{name: "utilization not ours", sample: cuda.Sample{Util: 100, Procs: []cuda.Process{{PID: self}}}, pause: "above busy threshold 25%"},
-		{name: "per-process utilization says ours", sample: cuda.Sample{Util: 90, ProcUtil: map[int]int{self: 80}}},
-		{name: "utilization unknown", sample: cuda.Sample{UtilErr: cuda.ErrNotSupported, ProcsErr: cuda.ErrNotSupported}},
-		{name: "utilization unknown, foreign process known", sample: cuda.Sample{UtilErr: cuda.ErrNotSupported, Procs: []cuda.Process{{PID: 1}}}, pause: "foreign"},
+		{name: "idle", sample: nvml.Sample{Util: 20, Procs: []nvml.Process{{PID: self}}}},
+		{name: "foreign process", sample: nvml.Sample{Util: 50, Procs: []nvml.Process{{PID: self}, {PID: 1, Bytes: 1 << 20}}}, pause: "foreign compute process 1"},
+		{name: "own tree is not foreign", sample: nvml.Sample{Util: 0, Procs: []nvml.Process{{PID: 1}}}, own: func(pid int) bool { return pid == 1 }},
+		{name: "utilization not ours", sample: nvml.Sample{Util: 100, Procs: []nvml.Process{{PID: self}}}, pause: "above busy threshold 25%"},
+		{name: "per-process utilization says ours", sample: nvml.Sample{Util: 90, ProcUtil: map[int]int{self: 80}}},
+		{name: "utilization unknown", sample: nvml.Sample{UtilErr: nvml.ErrNotSupported, ProcsErr: nvml.ErrNotSupported}},
+		{name: "utilization unknown, foreign process known", sample: nvml.Sample{UtilErr: nvml.ErrNotSupported, Procs: []nvml.Process{{PID: 1}}}, pause: "foreign"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -219,7 +220,7 @@ func TestBackoff(t *testing.T) {
 			if s := g.Status()[0]; s.Kernel != KernelPaused || s.Bytes != 1<<30 {
 				t.Fatalf("status %+v: want paused with VRAM held", s)
 			}
-			tel.set(cuda.Sample{Util: 0}, nil)
+			tel.set(nvml.Sample{Util: 0}, nil)
 			ev.wait(t, "resumed")
 		})
 	}
@@ -227,7 +228,7 @@ func TestBackoff(t *testing.T) {
 
 func TestOwnLoadIsNotBusy(t *testing.T) {
 	tel := &fakeTelemetry{}
-	tel.set(cuda.Sample{Util: 0}, nil)
+	tel.set(nvml.Sample{Util: 0}, nil)
 	ev := newEvents()
 	g, err := Start(context.Background(), gpus(1), opener(map[int]*fakeDevice{}), fastOptions(tel, ev))
 	if err != nil {
@@ -236,12 +237,12 @@ func TestOwnLoadIsNotBusy(t *testing.T) {
 	defer g.Release()
 	time.Sleep(50 * time.Millisecond)
 	// The device now reads our 50% plus 10% of someone else's: not busy.
-	tel.set(cuda.Sample{Util: 60}, nil)
+	tel.set(nvml.Sample{Util: 60}, nil)
 	time.Sleep(100 * time.Millisecond)
 	if s := g.Status()[0]; s.Kernel != KernelRunning {
 		t.Fatalf("backed off from its own load: %+v", s)
 	}
-	tel.set(cuda.Sample{Util: 100}, nil)
+	tel.set(nvml.Sample{Util: 100}, nil)
 	if e := ev.wait(t, "paused"); !strings.Contains(e.Reason, "utilization 100%") {
 		t.Fatalf("paused because %q", e.Reason)
 	}
@@ -249,7 +250,7 @@ func TestOwnLoadIsNotBusy(t *testing.T) {
 
 func TestPausedKernelDoesNotLaunch(t *testing.T) {
 	tel := &fakeTelemetry{}
-	tel.set(cuda.Sample{Procs: []cuda.Process{{PID: 1}}}, nil)
+	tel.set(nvml.Sample{Procs: []nvml.Process{{PID: 1}}}, nil)
 	ev := newEvents()
 	devs := map[int]*fakeDevice{}
 	g, err := Start(context.Background(), gpus(1), opener(devs), fastOptions(tel, ev))
@@ -267,7 +268,7 @@ func TestPausedKernelDoesNotLaunch(t *testing.T) {
 
 func TestThresholdDisabled(t *testing.T) {
 	tel := &fakeTelemetry{}
-	tel.set(cuda.Sample{Util: 100, Procs: []cuda.Process{{PID: 1}}}, nil)
+	tel.set(nvml.Sample{Util: 100, Procs: []nvml.Process{{PID: 1}}}, nil)
 	ev := newEvents()
 	opt := fastOptions(tel, ev)
 	opt.BusyThreshold = -1
@@ -332,7 +333,7 @@ func TestStartFailures(t *testing.T) {
 
 func TestTreeUse(t *testing.T) {
 	tel := &fakeTelemetry{}
-	tel.set(cuda.Sample{}, nil)
+	tel.set(nvml.Sample{}, nil)
 	ev := newEvents()
 	opt := fastOptions(tel, ev)
 	opt.Interval = time.Hour // tree use must not wait for the telemetry interval
@@ -344,14 +345,14 @@ func TestTreeUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Release()
-	tel.set(cuda.Sample{Procs: []cuda.Process{{PID: 7}}}, nil) // not ours: no call
+	tel.set(nvml.Sample{Procs: []nvml.Process{{PID: 7}}}, nil) // not ours: no call
 	time.Sleep(50 * time.Millisecond)
 	select {
 	case pid := <-used:
 		t.Fatalf("TreeUse(%d) for a process outside the tree", pid)
 	default:
 	}
-	tel.set(cuda.Sample{Procs: []cuda.Process{{PID: 7}, {PID: 4242}}}, nil)
+	tel.set(nvml.Sample{Procs: []nvml.Process{{PID: 7}, {PID: 4242}}}, nil)
 	for i := 0; i < 2; i++ {
 		select {
 		case pid := <-used:

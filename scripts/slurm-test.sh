@@ -78,11 +78,10 @@ begin=$(date +%s)
 W=$(mktemp -d /tmp/kgslurm.XXXXXX)
 chmod 755 "$W"
 mkdir -p "$W/tmp" "$W/bin" "$W/lib" "$W/log" "$W/out"
-# cgo builds get a private TMPDIR: a stray header in /tmp can break them.
-# The jobs inherit it too (their ready files and keepgpu's sockets go there).
+# The jobs inherit a private TMPDIR (their ready files and keepgpu's sockets
+# go there). keepgpu builds without cgo.
 export TMPDIR=$W/tmp
-export CGO_ENABLED=1
-export CGO_CFLAGS="${CGO_CFLAGS:--O2 -g} -Wno-deprecated-declarations"
+export CGO_ENABLED=0
 export PATH=$PATH:/usr/local/go/bin
 
 cluster="" # the running cluster's directory, for the EXIT trap

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, vet, every Go test with the race
+# The whole test suite: formatting, vet, the build as it ships (without
+# cgo, for linux/amd64 and linux/arm64), every Go test with the race
 # detector against the project's fake GPU driver libraries (built by the
 # tests with gcc), and, as root, the Slurm tests on live one-node and
 # three-node clusters (scripts/slurm-test.sh). Needs Go and gcc; no GPU,
 # driver or CUDA toolkit. Arguments go to go test; KEEPGPU_SKIP_SLURM=1
-# skips Slurm.
+# skips Slurm. As root it also runs scripts/compat-test.sh (arm64, an old
+# glibc, NVIDIA's libraries, the kernel through ptxas, a release snapshot),
+# unless KEEPGPU_SKIP_COMPAT=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# cgo builds get a private TMPDIR: a stray header in /tmp can break them.
+# keepgpu itself builds without cgo, but the race detector needs it: the
+# test build is a cgo build, and cgo builds get a private TMPDIR (a stray
+# header in /tmp can break them).
 TMPDIR=$(mktemp -d)
 export TMPDIR
 trap 'rm -rf "$TMPDIR"' EXIT
-export CGO_ENABLED=1
-export CGO_CFLAGS="${CGO_CFLAGS:--O2 -g} -Wno-deprecated-declarations"
 
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$unformatted" ]; then
@@ -22,7 +25,10 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 go vet ./...
-go test -race -count=1 -timeout 20m "$@" ./...
+for arch in amd64 arm64; do
+	CGO_ENABLED=0 GOARCH=$arch go build -o /dev/null .
+done
+CGO_ENABLED=1 go test -race -count=1 -timeout 20m "$@" ./...
 
 # The Slurm tests start slurmctld, slurmd and munge (installing them if
 # missing): they need root.
@@ -32,4 +38,12 @@ elif [ "$(id -u)" != 0 ]; then
 	echo "Slurm tests skipped: scripts/slurm-test.sh needs root"
 else
 	scripts/slurm-test.sh
+fi
+
+if [ -n "${KEEPGPU_SKIP_COMPAT:-}" ]; then
+	echo "compatibility tests skipped (KEEPGPU_SKIP_COMPAT is set)"
+elif [ "$(id -u)" != 0 ]; then
+	echo "compatibility tests skipped: scripts/compat-test.sh needs root"
+else
+	scripts/compat-test.sh
 fi

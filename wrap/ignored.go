@@ -1,29 +1,55 @@
 package wrap
 
-/*
-#include <signal.h>
+import (
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+)
 
-// keepgpu_ignored_at_start records, before the Go runtime installs its own
-// signal handlers, which signals this process was started with ignored:
-// the runtime keeps an inherited SIG_IGN only for SIGHUP and SIGINT, and a
-// command must inherit the rest (nohup's, a shell's trap '' QUIT) too.
-static unsigned long long keepgpu_ignored_at_start;
+// The Go runtime installs its own signal handlers before any Go code runs
+// (runtime.initsig), replacing an inherited SIG_IGN for every signal but
+// two: SIGHUP and SIGINT, whose inherited SIG_IGN it keeps and which
+// os/signal.Ignored reports. It does not touch SIGCONT, SIGTSTP, SIGTTIN and
+// SIGTTOU until a signal.Notify asks for them, so their inherited
+// disposition is still the kernel's until then, and /proc/self/status shows
+// it (SigIgn). Every other inherited SIG_IGN (the SIGQUIT of a shell's
+// background job, a SIGPIPE a shell trap ignores) is gone before keepgpu
+// can see it: only a C constructor, running before the runtime, could
+// record it.
+var untouchedByRuntime = []syscall.Signal{syscall.SIGCONT, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU}
 
-__attribute__((constructor)) static void keepgpu_record_ignored(void) {
-	for (int s = 1; s < 64; s++) {
-		struct sigaction sa;
-		if (sigaction(s, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
-			keepgpu_ignored_at_start |= 1ULL << (s - 1);
+// ignoredUntouched returns the SigIgn mask of /proc/self/status (bit N-1
+// for signal N), limited to untouchedByRuntime. It is true to the start
+// only for the signals no signal.Notify has asked for yet: Run reads it
+// before it catches any signal. (The --ready-signal's source catches its
+// signal earlier, which keepgpu does not forward either way.)
+func ignoredUntouched() uint64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
 	}
+	var all, mask uint64
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "SigIgn:"); ok {
+			all, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			break
+		}
+	}
+	for _, sig := range untouchedByRuntime {
+		mask |= 1 << (sig - 1)
+	}
+	return all & mask
 }
 
-static unsigned long long keepgpu_ignored(void) { return keepgpu_ignored_at_start; }
-*/
-import "C"
-
-import "syscall"
-
-// ignoredAtStart reports whether sig was ignored when the process started.
-func ignoredAtStart(sig syscall.Signal) bool {
-	return sig >= 1 && sig < 64 && uint64(C.keepgpu_ignored())&(1<<(uint(sig)-1)) != 0
+// ignoredAtStart reports whether sig was ignored when keepgpu started, as
+// far as a program without cgo can know: true for SIGHUP, SIGINT, SIGCONT,
+// SIGTSTP, SIGTTIN and SIGTTOU when they were; always false for the others.
+// untouched is ignoredUntouched's answer.
+func ignoredAtStart(sig syscall.Signal, untouched uint64) bool {
+	if sig == syscall.SIGHUP || sig == syscall.SIGINT {
+		return signal.Ignored(sig)
+	}
+	return sig >= 1 && sig <= 64 && untouched&(1<<(sig-1)) != 0
 }

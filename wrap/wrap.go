@@ -197,11 +197,12 @@ func (w *wrapper) run() int {
 // and 32-34, which the Go runtime keeps) into those it catches and forwards
 // and those it was started with ignored, which stay ignored.
 func dispositions() (catch, ignore []os.Signal) {
+	untouched := ignoredUntouched()
 	for n := 1; n <= 64; n++ {
 		sig := syscall.Signal(n)
 		switch {
 		case sig == syscall.SIGKILL || sig == syscall.SIGSTOP || (n >= 32 && n <= 34):
-		case ignoredAtStart(sig) && sig != syscall.SIGCHLD: // an ignored SIGCHLD would reap the command for us, status and all
+		case ignoredAtStart(sig, untouched) && sig != syscall.SIGCHLD: // an ignored SIGCHLD would reap the command for us, status and all
 			ignore = append(ignore, sig)
 		default:
 			catch = append(catch, sig)

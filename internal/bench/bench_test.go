@@ -25,6 +25,7 @@ func TestMain(m *testing.M) {
 func TestRun(t *testing.T) {
 	keepgpu := filepath.Join(t.TempDir(), "keepgpu")
 	build := exec.Command("go", "build", "-o", keepgpu, "github.com/keepgpu/keepgpu")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as it ships
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build keepgpu: %v\n%s", err, out)
 	}

@@ -72,16 +72,7 @@ func Build(dir string) error {
 		return err
 	}
 	defer os.RemoveAll(src)
-	if err := fs.WalkDir(sources, "csrc", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := sources.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(src, d.Name()), data, 0o644)
-	}); err != nil {
+	if err := writeSources(src); err != nil {
 		return err
 	}
 
@@ -92,7 +83,7 @@ func Build(dir string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = buildLib(gcc, src, dir, lib.name, lib.src)
+			errs[i] = buildLib(gcc, src, dir, lib.name, lib.src, nil)
 		}()
 	}
 	wg.Wait()
@@ -103,16 +94,17 @@ func Build(dir string) error {
 }
 
 // buildLib compiles the C file src (in srcDir) into the library name in
-// dir. It builds under a temporary name and renames, so that a process
-// loading the library never sees a half-written file.
-func buildLib(gcc, srcDir, dir, name, src string) error {
+// dir, with the extra gcc flags. It builds under a temporary name and
+// renames, so that a process loading the library never sees a half-written
+// file.
+func buildLib(gcc, srcDir, dir, name, src string, flags []string) error {
 	f, err := os.CreateTemp(dir, "."+name+".*.tmp")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
 	f.Close()
-	args := append(append([]string{}, cflags...),
+	args := append(append(append([]string{}, cflags...), flags...),
 		"-Wl,-soname,"+name, "-o", tmp, filepath.Join(srcDir, src), "-lpthread")
 	cmd := exec.Command(gcc, args...)
 	cmd.Dir = srcDir
@@ -125,6 +117,70 @@ func buildLib(gcc, srcDir, dir, name, src string) error {
 		return err
 	}
 	return nil
+}
+
+// HideableNVML are the NVML symbols [BuildNVML] can leave out: the newer
+// names of versioned calls and the calls keepgpu treats as optional. The
+// unversioned names stay, as in every NVIDIA driver.
+var HideableNVML = []string{
+	"nvmlInit_v2",
+	"nvmlErrorString",
+	"nvmlDeviceGetCount_v2",
+	"nvmlDeviceGetHandleByIndex_v2",
+	"nvmlDeviceGetMemoryInfo_v2",
+	"nvmlDeviceGetComputeRunningProcesses_v3",
+	"nvmlDeviceGetComputeRunningProcesses_v2",
+	"nvmlDeviceGetProcessUtilization",
+	"nvmlDeviceGetMigMode",
+	"nvmlDeviceGetPowerUsage",
+}
+
+// BuildNVML compiles libnvidia-ml.so.1 alone into dir without the symbols
+// in hide (each one of [HideableNVML]), as an older driver's library
+// lacks them: fakenvml.c is compiled with -DFAKENVML_HIDE_<symbol> for
+// each. dir must not be a directory [Build] maintains.
+func BuildNVML(dir string, hide ...string) error {
+	var flags []string
+	for _, sym := range hide {
+		ok := false
+		for _, h := range HideableNVML {
+			ok = ok || h == sym
+		}
+		if !ok {
+			return fmt.Errorf("fakegpu: cannot hide %q: want one of %s", sym, strings.Join(HideableNVML, ", "))
+		}
+		flags = append(flags, "-DFAKENVML_HIDE_"+sym)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		return fmt.Errorf("fakegpu: building the fake GPU libraries needs gcc: %w", err)
+	}
+	src, err := os.MkdirTemp("", "fakegpu-src-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(src)
+	if err := writeSources(src); err != nil {
+		return err
+	}
+	return buildLib(gcc, src, dir, NVMLLib, "fakenvml.c", flags)
+}
+
+// writeSources writes the embedded C sources into dir.
+func writeSources(dir string) error {
+	return fs.WalkDir(sources, "csrc", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := sources.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, d.Name()), data, 0o644)
+	})
 }
 
 // sourceHash identifies the embedded sources and the build flags.
@@ -267,11 +323,12 @@ var settingRE = map[string]*regexp.Regexp{
 	"compute_mode": regexp.MustCompile(`^[0-3]$`),
 	"mig":          regexp.MustCompile(`^[01]$`),
 	"power":        regexp.MustCompile(`^[0-9]+$`),
+	"reserved":     regexp.MustCompile(`^[0-9]+$`),
 	"cc":           regexp.MustCompile(`^[0-9]+\.[0-9]+$`),
 }
 
 // Set writes GPU gpu's setting key (name, uuid, total, util,
-// compute_mode, mig, power or cc) as value. Running processes see the
+// compute_mode, mig, power, reserved or cc) as value. Running processes see the
 // change on their next call.
 func (n *Node) Set(gpu int, key, value string) error {
 	re, ok := settingRE[key]
@@ -476,7 +533,7 @@ func writeAtomic(path, data string) error {
 const usage = `usage: fakegpu COMMAND ARGS...
   build DIR                            build the fake libraries into DIR
   init DIR GPUS                        create a node with GPUS GPUs in DIR
-  set DIR GPU KEY VALUE                set a GPU setting (name uuid total util compute_mode mig power cc)
+  set DIR GPU KEY VALUE                set a GPU setting (name uuid total util compute_mode mig power reserved cc)
   init-error DIR cuda|nvml CODE|clear  make cuInit/nvmlInit fail with CODE, or not
   add-proc DIR GPU PID BYTES           record a foreign compute process
   rm-proc DIR GPU PID                  delete a process record

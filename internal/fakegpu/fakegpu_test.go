@@ -3,11 +3,13 @@ package fakegpu
 import (
 	"bufio"
 	"bytes"
+	"debug/elf"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -492,7 +494,7 @@ func TestDeadProcessesAreIgnored(t *testing.T) {
 	expect(t, drive(t, env(n.Env()...), "ninit", "nmem:0", "nprocs:0", "nprocs0:0", "init", "ctx:0", "alloc:1073741824"),
 		"ninit 0", fmt.Sprintf("nmem 0 %d %d 0", total, total), "nprocs 0", "nprocs0 0 0", "init 0", "ctx 0", "alloc 0")
 
-	// A live foreign process counts, and the go-nvml style loop grows.
+	// A live foreign process counts, and the client's growing loop grows.
 	if err := n.AddProcess(0, os.Getpid(), giB); err != nil {
 		t.Fatal(err)
 	}
@@ -834,10 +836,10 @@ func TestMainCommand(t *testing.T) {
 //	                    CudaComputeCapability/Temperature/PowerUsage of device I
 //	nbyuuid:UUID        nvmlDeviceGetHandleByUUID, printing the index
 //	nmem:I              nvmlDeviceGetMemoryInfo: total free used
-//	nprocs:I            nvmlDeviceGetComputeRunningProcesses_v3, go-nvml style
+//	nprocs:I            nvmlDeviceGetComputeRunningProcesses_v3, growing the buffer
 //	nprocs0:I           the same with count 0 and no array
 //	nutil:I             nvmlDeviceGetUtilizationRates: gpu memory
-//	nputil:I            nvmlDeviceGetProcessUtilization, go-nvml style
+//	nputil:I            nvmlDeviceGetProcessUtilization, count first
 //	npower:I            nvmlDeviceGetPowerUsage
 //	nsys                nvmlSystemGetDriverVersion, nvmlSystemGetCudaDriverVersion
 //	nerr:C              nvmlErrorString
@@ -896,7 +898,8 @@ static const char *nvml_syms[] = {
 	"nvmlDeviceGetUtilizationRates", "nvmlDeviceGetComputeRunningProcesses_v3",
 	"nvmlDeviceGetComputeRunningProcesses_v2", "nvmlDeviceGetProcessUtilization",
 	"nvmlDeviceGetComputeMode", "nvmlDeviceGetMigMode", "nvmlDeviceGetPowerUsage",
-	"nvmlDeviceGetCudaComputeCapability", "nvmlDeviceGetTemperature", NULL,
+	"nvmlDeviceGetCudaComputeCapability", "nvmlDeviceGetTemperature",
+	"nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetMemoryInfo_v2", NULL,
 };
 
 static long long now_ms(void)
@@ -1087,7 +1090,7 @@ static void run(char *cmd)
 		printf("nmem %d %llu %llu %llu\n", rc, m.total, m.free, m.used);
 	} else if (!strcmp(args[0], "nprocs")) {
 		/*
-		 * go-nvml's loop: start with room for one, double on
+		 * A client's loop: start with room for one, double on
 		 * INSUFFICIENT_SIZE. A guard entry past the end catches overruns.
 		 */
 		unsigned count = 1, room;
@@ -1120,7 +1123,7 @@ static void run(char *cmd)
 		rc = F(nv, nvmlDeviceGetUtilizationRates, int, (void *, util_t *))(nvml_dev(IARG(1)), &u);
 		printf("nutil %d %u %u\n", rc, u.gpu, u.memory);
 	} else if (!strcmp(args[0], "nputil")) {
-		/* go-nvml's protocol: ask for the count with NULL, then fill. */
+		/* The documented protocol: ask for the count with NULL, then fill. */
 		unsigned count = 0;
 		psample_t *s;
 		void *d = nvml_dev(IARG(1));
@@ -1172,3 +1175,51 @@ int main(int argc, char **argv)
 	return 0;
 }
 `
+
+// TestBuildNVMLHides checks that an NVML built without some symbols lacks
+// exactly those, and that a symbol the sources cannot hide is refused.
+func TestBuildNVMLHides(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("no gcc")
+	}
+	if err := BuildNVML(t.TempDir(), "nvmlDeviceGetName"); err == nil {
+		t.Error("BuildNVML hid a symbol every driver has")
+	}
+	tests := []struct {
+		name string
+		hide []string
+	}{
+		{"none", nil},
+		{"processes v3", []string{"nvmlDeviceGetComputeRunningProcesses_v3"}},
+		{"all", HideableNVML},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := BuildNVML(dir, tt.hide...); err != nil {
+				t.Fatal(err)
+			}
+			f, err := elf.Open(filepath.Join(dir, NVMLLib))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			syms, err := f.DynamicSymbols()
+			if err != nil {
+				t.Fatal(err)
+			}
+			exported := map[string]bool{}
+			for _, s := range syms {
+				if s.Section != elf.SHN_UNDEF {
+					exported[s.Name] = true
+				}
+			}
+			for _, sym := range append(HideableNVML, "nvmlInit", "nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex",
+				"nvmlDeviceGetMemoryInfo", "nvmlDeviceGetComputeRunningProcesses") {
+				if hidden := slices.Contains(tt.hide, sym); exported[sym] == hidden {
+					t.Errorf("%s exported: %v, want %v", sym, exported[sym], !hidden)
+				}
+			}
+		})
+	}
+}

@@ -305,6 +305,15 @@ static inline unsigned fn_gpu_power(int gpu)
 	return (unsigned)fn_gpu_u64(gpu, "power", FN_DEFAULT_POWER_MW);
 }
 
+/*
+ * fn_gpu_reserved returns the bytes the driver reserves for itself, which
+ * only nvmlDeviceGetMemoryInfo_v2 reports (and counts as used); 0 unless set.
+ */
+static inline unsigned long long fn_gpu_reserved(int gpu)
+{
+	return fn_gpu_u64(gpu, "reserved", 0);
+}
+
 /* fn_gpu_cc stores the compute capability, "<major>.<minor>" in the file. */
 static inline void fn_gpu_cc(int gpu, int *major, int *minor)
 {

@@ -10,7 +10,13 @@
  * NVML sees every physical GPU: it ignores CUDA_VISIBLE_DEVICES.
  *
  * All declarations below are our own; only the ABI (function signatures,
- * struct layouts and numeric values) follows NVIDIA's NVML.
+ * struct layouts and numeric values) follows NVIDIA's NVML (nvml.h).
+ *
+ * A driver older than a versioned or optional call lacks its symbol, and
+ * dlsym of a symbol that is there always succeeds: such a driver is built
+ * from this file with -DFAKENVML_HIDE_<symbol> (say
+ * -DFAKENVML_HIDE_nvmlInit_v2), which leaves <symbol> out of the library.
+ * fakegpu.BuildNVML lists the symbols that can be hidden.
  */
 #define _GNU_SOURCE /* renameat2 (in fakenode.h) */
 
@@ -32,14 +38,30 @@ enum {
 	NVML_ERROR_NOT_SUPPORTED = 3,
 	NVML_ERROR_NOT_FOUND = 6,
 	NVML_ERROR_INSUFFICIENT_SIZE = 7,
+	NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25,
 };
 
-/* nvmlDeviceGetMemoryInfo's struct. */
+/* nvmlMemory_t, nvmlDeviceGetMemoryInfo's struct. */
 struct fm_memory {
 	unsigned long long total;
 	unsigned long long free;
 	unsigned long long used;
 };
+
+/*
+ * nvmlMemory_v2_t, nvmlDeviceGetMemoryInfo_v2's struct; the caller sets
+ * version to sizeof | 2 << 24.
+ */
+struct fm_memory_v2 {
+	unsigned version;
+	unsigned long long total;
+	unsigned long long reserved;
+	unsigned long long free;
+	unsigned long long used;
+};
+
+#define FM_MEMORY_V2 ((unsigned)sizeof(struct fm_memory_v2) | 2u << 24)
+
 
 /* nvmlDeviceGetUtilizationRates's struct. */
 struct fm_utilization {
@@ -47,7 +69,19 @@ struct fm_utilization {
 	unsigned memory;
 };
 
-/* One running process, as nvmlDeviceGetComputeRunningProcesses_v2/_v3 fill. */
+/*
+ * nvmlProcessInfo_v1_t, one running process as
+ * nvmlDeviceGetComputeRunningProcesses (no suffix) fills it.
+ */
+struct fm_process_info_v1 {
+	unsigned pid;
+	unsigned long long used_gpu_memory;
+};
+
+/*
+ * nvmlProcessInfo_v2_t (= nvmlProcessInfo_t), one running process as
+ * nvmlDeviceGetComputeRunningProcesses_v2 and _v3 fill it.
+ */
 struct fm_process_info {
 	unsigned pid;
 	unsigned long long used_gpu_memory;
@@ -65,6 +99,9 @@ struct fm_process_sample {
 	unsigned dec_util;
 };
 
+_Static_assert(sizeof(struct fm_memory) == 24, "nvmlMemory_t layout");
+_Static_assert(sizeof(struct fm_memory_v2) == 40, "nvmlMemory_v2_t layout");
+_Static_assert(sizeof(struct fm_process_info_v1) == 16, "process info v1 layout");
 _Static_assert(sizeof(struct fm_process_info) == 24, "process info layout");
 _Static_assert(sizeof(struct fm_process_sample) == 32, "process sample layout");
 
@@ -197,10 +234,12 @@ static nvmlReturn_t init(void)
 	return leave(rc);
 }
 
+#ifndef FAKENVML_HIDE_nvmlInit_v2
 nvmlReturn_t nvmlInit_v2(void)
 {
 	return init();
 }
+#endif
 
 nvmlReturn_t nvmlInit(void)
 {
@@ -222,6 +261,7 @@ nvmlReturn_t nvmlShutdown(void)
 	return leave(rc);
 }
 
+#ifndef FAKENVML_HIDE_nvmlErrorString
 static const struct {
 	nvmlReturn_t code;
 	const char *text;
@@ -248,6 +288,7 @@ static const struct {
 	{19, "In use by another client"},
 	{20, "Insufficient Memory"},
 	{21, "No data"},
+	{25, "The provided version is invalid/unsupported"},
 	{999, "Unknown Error"},
 };
 
@@ -261,6 +302,7 @@ const char *nvmlErrorString(nvmlReturn_t result)
 			return errors[i].text;
 	return "Unknown Error";
 }
+#endif
 
 /* ------------------------------------------------------------ system */
 
@@ -292,7 +334,7 @@ nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int *version)
 
 /* ---------------------------------------------------- device handles */
 
-nvmlReturn_t nvmlDeviceGetCount_v2(unsigned *count)
+static nvmlReturn_t device_count(unsigned *count)
 {
 	nvmlReturn_t rc = enter();
 
@@ -304,12 +346,19 @@ nvmlReturn_t nvmlDeviceGetCount_v2(unsigned *count)
 	return leave(NVML_SUCCESS);
 }
 
+#ifndef FAKENVML_HIDE_nvmlDeviceGetCount_v2
+nvmlReturn_t nvmlDeviceGetCount_v2(unsigned *count)
+{
+	return device_count(count);
+}
+#endif
+
 nvmlReturn_t nvmlDeviceGetCount(unsigned *count)
 {
-	return nvmlDeviceGetCount_v2(count);
+	return device_count(count);
 }
 
-nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned index, nvmlDevice_t *dev)
+static nvmlReturn_t handle_by_index(unsigned index, nvmlDevice_t *dev)
 {
 	nvmlReturn_t rc = enter();
 
@@ -321,9 +370,16 @@ nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned index, nvmlDevice_t *dev)
 	return leave(NVML_SUCCESS);
 }
 
+#ifndef FAKENVML_HIDE_nvmlDeviceGetHandleByIndex_v2
+nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned index, nvmlDevice_t *dev)
+{
+	return handle_by_index(index, dev);
+}
+#endif
+
 nvmlReturn_t nvmlDeviceGetHandleByIndex(unsigned index, nvmlDevice_t *dev)
 {
-	return nvmlDeviceGetHandleByIndex_v2(index, dev);
+	return handle_by_index(index, dev);
 }
 
 nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *dev)
@@ -399,6 +455,7 @@ nvmlReturn_t nvmlDeviceGetComputeMode(nvmlDevice_t dev, int *mode)
 	return leave(NVML_SUCCESS);
 }
 
+#ifndef FAKENVML_HIDE_nvmlDeviceGetMigMode
 nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t dev, unsigned *current, unsigned *pending)
 {
 	int gpu;
@@ -411,6 +468,7 @@ nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t dev, unsigned *current, unsigned 
 	*current = *pending = (unsigned)fn_gpu_mig(gpu);
 	return leave(NVML_SUCCESS);
 }
+#endif
 
 nvmlReturn_t nvmlDeviceGetCudaComputeCapability(nvmlDevice_t dev, int *major, int *minor)
 {
@@ -457,6 +515,32 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t dev, struct fm_memory *mem)
 	return leave(NVML_SUCCESS);
 }
 
+#ifndef FAKENVML_HIDE_nvmlDeviceGetMemoryInfo_v2
+/*
+ * nvmlDeviceGetMemoryInfo_v2 also reports what the driver reserves (the
+ * GPU's "reserved" setting), and counts it as used; a struct version other than nvmlMemory_v2 is refused.
+ */
+nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t dev, struct fm_memory_v2 *mem)
+{
+	int gpu;
+	nvmlReturn_t rc = enter_dev(dev, &gpu);
+	unsigned long long used;
+
+	if (rc != NVML_SUCCESS)
+		return leave(rc);
+	if (mem == NULL)
+		return leave(NVML_ERROR_INVALID_ARGUMENT);
+	if (mem->version != FM_MEMORY_V2)
+		return leave(NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+	mem->total = fn_gpu_total(gpu);
+	mem->reserved = fn_gpu_reserved(gpu);
+	used = activity(gpu).used + mem->reserved;
+	mem->used = used;
+	mem->free = used >= mem->total ? 0 : mem->total - used;
+	return leave(NVML_SUCCESS);
+}
+#endif
+
 /* gpu = min(100, base util + the live processes' kernel duty). */
 nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t dev, struct fm_utilization *util)
 {
@@ -476,6 +560,7 @@ nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t dev, struct fm_utilizati
 }
 
 /* power = idle power + 3 W per 100% of the live processes' kernel duty. */
+#ifndef FAKENVML_HIDE_nvmlDeviceGetPowerUsage
 nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t dev, unsigned *mw)
 {
 	int gpu;
@@ -488,13 +573,17 @@ nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t dev, unsigned *mw)
 	*mw = fn_gpu_power(gpu) + (unsigned)(BUSY_EXTRA_MW * (unsigned)activity(gpu).duty / 100);
 	return leave(NVML_SUCCESS);
 }
+#endif
 
 /*
  * running_processes fills infos with the live processes that hold a
  * context on the GPU, following NVML's array protocol: when *count is too
  * small it is set to the number needed and INSUFFICIENT_SIZE returned.
+ * Exactly one of infos (nvmlProcessInfo_v2_t elements, for _v2 and _v3)
+ * and infos_v1 (nvmlProcessInfo_v1_t, for the unversioned call) is used.
  */
-static nvmlReturn_t running_processes(nvmlDevice_t dev, unsigned *count, struct fm_process_info *infos)
+static nvmlReturn_t running_processes(nvmlDevice_t dev, unsigned *count, struct fm_process_info *infos,
+				      struct fm_process_info_v1 *infos_v1)
 {
 	struct fn_proc *procs;
 	int gpu, i, n;
@@ -503,7 +592,7 @@ static nvmlReturn_t running_processes(nvmlDevice_t dev, unsigned *count, struct 
 
 	if (rc != NVML_SUCCESS)
 		return leave(rc);
-	if (count == NULL || (infos == NULL && *count > 0))
+	if (count == NULL || (infos == NULL && infos_v1 == NULL && *count > 0))
 		return leave(NVML_ERROR_INVALID_ARGUMENT);
 	n = load_live(gpu, &procs);
 	for (i = 0; i < n; i++)
@@ -514,7 +603,11 @@ static nvmlReturn_t running_processes(nvmlDevice_t dev, unsigned *count, struct 
 		free(procs);
 		return leave(NVML_ERROR_INSUFFICIENT_SIZE);
 	}
-	for (i = 0; i < (int)k; i++) {
+	for (i = 0; i < (int)k && infos_v1 != NULL; i++) {
+		infos_v1[i].pid = (unsigned)procs[i].pid;
+		infos_v1[i].used_gpu_memory = procs[i].bytes;
+	}
+	for (i = 0; i < (int)k && infos != NULL; i++) {
 		infos[i].pid = (unsigned)procs[i].pid;
 		infos[i].used_gpu_memory = procs[i].bytes;
 		infos[i].gpu_instance_id = NO_INSTANCE;
@@ -525,16 +618,26 @@ static nvmlReturn_t running_processes(nvmlDevice_t dev, unsigned *count, struct 
 	return leave(NVML_SUCCESS);
 }
 
+#ifndef FAKENVML_HIDE_nvmlDeviceGetComputeRunningProcesses_v3
 nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t dev, unsigned *count,
 						     struct fm_process_info *infos)
 {
-	return running_processes(dev, count, infos);
+	return running_processes(dev, count, infos, NULL);
 }
+#endif
 
+#ifndef FAKENVML_HIDE_nvmlDeviceGetComputeRunningProcesses_v2
 nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t dev, unsigned *count,
 						     struct fm_process_info *infos)
 {
-	return running_processes(dev, count, infos);
+	return running_processes(dev, count, infos, NULL);
+}
+#endif
+
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t dev, unsigned *count,
+						  struct fm_process_info_v1 *infos)
+{
+	return running_processes(dev, count, NULL, infos);
 }
 
 /*
@@ -543,6 +646,7 @@ nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t dev, unsigned 
  * NULL it reports the count needed with INSUFFICIENT_SIZE, as NVML does.
  * last_seen is ignored: every sample is taken now.
  */
+#ifndef FAKENVML_HIDE_nvmlDeviceGetProcessUtilization
 nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t dev, struct fm_process_sample *samples,
 					     unsigned *count, unsigned long long last_seen)
 {
@@ -585,3 +689,4 @@ nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t dev, struct fm_process
 	free(procs);
 	return leave(NVML_SUCCESS);
 }
+#endif
