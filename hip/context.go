@@ -151,7 +151,7 @@ func (c *Context) setup() error {
 		return c.errorf("hipEventCreateWithFlags", code)
 	}
 	if code := c.r.hipMalloc(&c.work, WorkBytes); code != Success {
-		return c.errorf(fmt.Sprintf("hipMalloc %s (keep-alive buffer)", FormatBytes(WorkBytes)), code)
+		return c.errorf(fmt.Sprintf("hipMalloc %s (keep-alive buffer)", formatBytes(WorkBytes)), code)
 	}
 	return nil
 }
@@ -189,7 +189,7 @@ func (c *Context) Alloc(bytes uint64) error {
 			var p uintptr
 			if code := c.r.hipMalloc(&p, n); code != Success {
 				return c.errorf(fmt.Sprintf("hipMalloc: %s asked, %s free of %s",
-					FormatBytes(bytes), FormatBytes(free), FormatBytes(total)), code)
+					formatBytes(bytes), formatBytes(free), formatBytes(total)), code)
 			}
 			c.ptrs = append(c.ptrs, p)
 			c.bytes += n
@@ -341,8 +341,8 @@ func (c *Context) destroy() error {
 	return err
 }
 
-// FormatBytes prints a byte count in binary units, as "1.5 GiB".
-func FormatBytes(n uint64) string {
+// formatBytes prints a byte count in binary units, as "1.5 GiB".
+func formatBytes(n uint64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

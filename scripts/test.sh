@@ -7,7 +7,8 @@
 # driver or CUDA toolkit. Arguments go to go test; KEEPGPU_SKIP_SLURM=1
 # skips Slurm. As root it also runs scripts/compat-test.sh (arm64, an old
 # glibc, NVIDIA's libraries, the kernel through ptxas, a release snapshot),
-# unless KEEPGPU_SKIP_COMPAT=1.
+# unless KEEPGPU_SKIP_COMPAT=1, and scripts/rocm-test.sh (AMD's ROCm 5.2
+# libraries), unless KEEPGPU_SKIP_ROCM=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,4 +47,12 @@ elif [ "$(id -u)" != 0 ]; then
 	echo "compatibility tests skipped: scripts/compat-test.sh needs root"
 else
 	scripts/compat-test.sh
+fi
+
+if [ -n "${KEEPGPU_SKIP_ROCM:-}" ]; then
+	echo "ROCm library tests skipped (KEEPGPU_SKIP_ROCM is set)"
+elif [ "$(id -u)" != 0 ]; then
+	echo "ROCm library tests skipped: scripts/rocm-test.sh is run as root, like the other system tests"
+else
+	scripts/rocm-test.sh
 fi

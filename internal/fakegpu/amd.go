@@ -75,47 +75,13 @@ func BuildROCm(dir string, r ROCm) error {
 		return err
 	}
 	defer os.RemoveAll(src)
-	if err := fs.WalkDir(sources, "csrc", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := sources.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(src, d.Name()), data, 0o644)
-	}); err != nil {
+	if err := writeSources(src); err != nil {
 		return err
 	}
 	errs := make(chan error, 2)
-	go func() { errs <- compile(gcc, src, dir, r.HIPName, "fakehip.c", hipFlags) }()
-	go func() { errs <- compile(gcc, src, dir, r.SMIName, "fakerocmsmi.c", smiFlags) }()
+	go func() { errs <- buildLib(gcc, src, dir, r.HIPName, "fakehip.c", hipFlags) }()
+	go func() { errs <- buildLib(gcc, src, dir, r.SMIName, "fakerocmsmi.c", smiFlags) }()
 	return errors.Join(<-errs, <-errs)
-}
-
-// compile builds the C file src (in srcDir) into the library name in dir
-// under a temporary name, then renames it, so that a process loading the
-// library never sees a half-written file.
-func compile(gcc, srcDir, dir, name, src string, flags []string) error {
-	f, err := os.CreateTemp(dir, "."+name+".*.tmp")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	f.Close()
-	args := append(append(append([]string{}, cflags...), flags...),
-		"-Wl,-soname,"+name, "-o", tmp, filepath.Join(srcDir, src), "-lpthread")
-	cmd := exec.Command(gcc, args...)
-	cmd.Dir = srcDir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("fakegpu: building %s: %v\n%s", name, err, out)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
 }
 
 // rocmStampFile, in a library directory, holds the hash of the sources
