@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keepgpu/keepgpu/internal/fakegpu"
+	"github.com/keepgpu/keepgpu/keeper"
 )
 
 // TestMain doubles as a child process that loads the HIP runtime by its
@@ -97,9 +98,12 @@ func TestFormatUUID(t *testing.T) {
 // returns the library's path.
 func fakeLib(t *testing.T, node *fakegpu.Node, soname string, hide ...string) string {
 	t.Helper()
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("no gcc to build the fakes")
+	}
 	dir := t.TempDir()
 	if err := fakegpu.BuildROCm(dir, fakegpu.ROCm{HIPName: soname, Hide: hide}); err != nil {
-		t.Skipf("fake HIP: %v", err)
+		t.Fatalf("fake HIP: %v", err)
 	}
 	t.Setenv("FAKEGPU_DIR", node.Dir)
 	return filepath.Join(dir, soname)
@@ -420,3 +424,6 @@ func TestVisible(t *testing.T) {
 		})
 	}
 }
+
+// A Context is what keeper holds a GPU with.
+var _ keeper.Device = (*Context)(nil)

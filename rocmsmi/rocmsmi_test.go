@@ -106,9 +106,12 @@ func TestFormatBDF(t *testing.T) {
 // node and returns ROCm SMI's path.
 func fakeLib(t *testing.T, node *fakegpu.Node, soname string, hide ...string) string {
 	t.Helper()
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("no gcc to build the fakes")
+	}
 	dir := t.TempDir()
 	if err := fakegpu.BuildROCm(dir, fakegpu.ROCm{SMIName: soname, Hide: hide}); err != nil {
-		t.Skipf("fake ROCm SMI: %v", err)
+		t.Fatalf("fake ROCm SMI: %v", err)
 	}
 	t.Setenv("FAKEGPU_DIR", node.Dir)
 	return filepath.Join(dir, soname)

@@ -146,7 +146,7 @@ func (n *Node) AMDUUID(gpu int) string {
 		case s == "none":
 			return ""
 		case amdSettingRE["uuid"].MatchString(s):
-			return strings.ToLower(s)
+			return "GPU-" + strings.ToLower(s[4:])
 		}
 	}
 	return fmt.Sprintf("GPU-5c1b4d702f8d00%02x", gpu&0xff)

@@ -244,7 +244,7 @@ rsmi_status_t rsmi_dev_memory_usage_get(uint32_t dv, int type, uint64_t *used)
 }
 
 /* power = idle power + 3 W per 100% of the live processes' duty, in uW. */
-static uint64_t power_uw(int gpu)
+static inline uint64_t power_uw(int gpu)
 {
 	unsigned long long bytes;
 	int duty;
