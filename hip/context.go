@@ -18,17 +18,21 @@ const (
 // that a fragmented card still fits them and memset stays short.
 const chunk = 1 << 30
 
-// WorkBytes is the size of the device buffer the keep-alive load writes;
-// each Context allocates it beside the VRAM it holds.
+// WorkBytes is the size of the device buffer each Context allocates beside
+// the VRAM it holds: the keep-alive load writes it until VRAM larger than
+// it is held, and NewContext times the card with it.
 const WorkBytes = 64 << 20
 
 // maxOps bounds the memsets one Launch enqueues, and so the host time a
 // launch costs, whatever the card's speed.
-const maxOps = 256
+const maxOps = 64
 
-// calibrationOps is how many memsets NewContext times to size the first
-// Launch.
+// calibrationOps is how many memsets of WorkBytes NewContext times to size
+// the first Launch.
 const calibrationOps = 4
+
+// opAlign is the granularity of a keep-alive memset's size.
+const opAlign = 4 << 10
 
 // Context is keepgpu's hold on one AMD GPU: the device made current on one
 // locked OS thread (HIP's current device is per thread), a non-blocking
@@ -51,19 +55,27 @@ const calibrationOps = 4
 //   - Runtime work the HIP runtime does with its own built-in kernels: no
 //     compiler, no code object, every architecture ROCm supports. Chosen.
 //
-// Launch(d) enqueues n hipMemsetAsync calls over a WorkBytes device buffer,
-// between two events, so that they keep the GPU busy for about d; Sync
-// waits on the second event (created with hipEventBlockingSync, so the host
-// thread sleeps rather than spins) and reads hipEventElapsedTime to size
-// the next batch: n follows the card's measured speed. A memset, unlike a
-// device-to-device copy, is done by ROCclr's blit manager with a fill
-// kernel dispatched on the stream's compute queue (a copy may go to an SDMA
-// engine instead, which GPU-busy counters do not see). So rocm-smi's GPU use
-// (amdgpu's gpu_busy_percent, the GFX engine's activity) should read about
-// the duty cycle, as nvidia-smi does for the CUDA kernel. The difference:
-// the fill kernel uses many compute units and real memory bandwidth while it
-// runs, not one wave, so power while holding is higher than with a spin
-// kernel, and per-launch host cost grows with the number of memsets.
+// Launch(d) enqueues hipMemsetAsync calls between two events so that they
+// keep the GPU busy for about d: as many bytes as the card writes in d, in
+// as few memsets as fit the region written (the first 1 GiB chunk of the
+// VRAM held, or the WorkBytes buffer while less is held), so a launch
+// costs the host a few calls, not hundreds. Sync waits on the second
+// event (created with hipEventBlockingSync, so the host thread sleeps
+// rather than spins) and reads hipEventElapsedTime: the batch's bytes over
+// its time size the next launch, so the load follows the card's measured
+// speed.
+//
+// What telemetry should read, unproven until an AMD GPU runs it: ROCclr
+// (the runtime under HIP) does a memset with a fill kernel of its blit
+// manager, dispatched on the stream's compute queue, where a copy may go
+// to an SDMA engine instead, which GPU-busy counters do not see. So
+// rocm-smi's GPU use (amdgpu's gpu_busy_percent, the share of time the
+// graphics/compute engine was busy) should read about the duty cycle, as
+// nvidia-smi does for the CUDA kernel. Unlike the one-thread CUDA spin,
+// the fill kernel spreads over many compute units and runs at full memory
+// bandwidth while it runs, so power while holding is higher. And on cards
+// that power-gate the graphics engine (GFXOFF), amdgpu is reported to show
+// a process that merely holds a compute context as busy, whatever it runs.
 type Context struct {
 	r     *Runtime
 	Info  DeviceInfo
@@ -73,9 +85,10 @@ type Context struct {
 	stream     uintptr
 	start, end uintptr // events around the keep-alive batch
 	work       uintptr // WorkBytes
-	perOp      time.Duration
-	inFlight   int // memsets of the batch Sync has not waited for
+	nsPerByte  float64 // measured speed of the keep-alive memsets; 0 before
+	inFlight   uint64  // bytes of the batch Sync has not waited for
 	ptrs       []uintptr
+	sizes      []uint64 // of each of ptrs
 	bytes      uint64
 	closeOnce  sync.Once
 	closeErr   error
@@ -158,7 +171,7 @@ func (c *Context) setup() error {
 
 // calibrate times calibrationOps memsets to size the first Launch.
 func (c *Context) calibrate() error {
-	if err := c.do(func() error { return c.enqueue(calibrationOps) }); err != nil {
+	if err := c.do(func() error { return c.enqueue(c.work, WorkBytes, calibrationOps) }); err != nil {
 		return err
 	}
 	return c.Sync()
@@ -192,6 +205,7 @@ func (c *Context) Alloc(bytes uint64) error {
 					formatBytes(bytes), formatBytes(free), formatBytes(total)), code)
 			}
 			c.ptrs = append(c.ptrs, p)
+			c.sizes = append(c.sizes, n)
 			c.bytes += n
 			left -= n
 			if code := c.r.hipMemset(p, 0, n); code != Success {
@@ -223,37 +237,47 @@ func (c *Context) Launch(d time.Duration) error {
 				return err
 			}
 		}
-		return c.enqueue(opsFor(d, c.perOp))
+		ptr, region := c.work, uint64(WorkBytes)
+		if len(c.ptrs) > 0 && c.sizes[0] > region {
+			ptr, region = c.ptrs[0], c.sizes[0]
+		}
+		size, n := plan(d, c.nsPerByte, region)
+		return c.enqueue(ptr, size, n)
 	})
 }
 
-// opsFor returns how many memsets of perOp each fill d: at least one, at
-// most maxOps.
-func opsFor(d, perOp time.Duration) int {
-	if perOp <= 0 {
-		return 1
+// plan splits the bytes a card writing one byte per nsPerByte writes in d
+// into n memsets of size bytes each over a region of region bytes: as few
+// as fit, at most maxOps, each a multiple of opAlign. Before the speed is
+// known it is one memset of the whole region.
+func plan(d time.Duration, nsPerByte float64, region uint64) (size uint64, n int) {
+	if nsPerByte <= 0 {
+		return region, 1
 	}
-	n := int((d + perOp/2) / perOp)
-	return max(1, min(n, maxOps))
+	total := uint64(float64(d.Nanoseconds()) / nsPerByte)
+	n = int(min((total+region-1)/region, maxOps))
+	n = max(n, 1)
+	size = min(region, total/uint64(n)/opAlign*opAlign)
+	return max(size, min(region, opAlign)), n
 }
 
-// enqueue records the start event, n memsets of the work buffer and the
+// enqueue records the start event, n memsets of size bytes at ptr and the
 // end event on the stream.
-func (c *Context) enqueue(n int) error {
+func (c *Context) enqueue(ptr uintptr, size uint64, n int) error {
 	if code := c.r.hipEventRecord(c.start, c.stream); code != Success {
 		return c.errorf("hipEventRecord", code)
 	}
 	for i := 0; i < n; i++ {
-		if code := c.r.hipMemsetAsync(c.work, int32(i&0xff), WorkBytes, c.stream); code != Success {
+		if code := c.r.hipMemsetAsync(ptr, int32(i&0xff), size, c.stream); code != Success {
 			c.r.hipEventRecord(c.end, c.stream)
-			c.inFlight = i
+			c.inFlight = uint64(i) * size
 			return c.errorf("hipMemsetAsync (keep-alive)", code)
 		}
 	}
 	if code := c.r.hipEventRecord(c.end, c.stream); code != Success {
 		return c.errorf("hipEventRecord", code)
 	}
-	c.inFlight = n
+	c.inFlight = uint64(n) * size
 	return nil
 }
 
@@ -262,8 +286,8 @@ func (c *Context) Sync() error {
 	return c.do(c.wait)
 }
 
-// wait synchronises on the end event and updates the time one memset takes
-// from the batch's elapsed time.
+// wait synchronises on the end event and updates the measured speed from
+// the batch's elapsed time.
 func (c *Context) wait() error {
 	n := c.inFlight
 	if n == 0 {
@@ -278,21 +302,27 @@ func (c *Context) wait() error {
 		return c.errorf("hipEventElapsedTime", code)
 	}
 	if ms > 0 {
-		per := time.Duration(float64(ms) * float64(time.Millisecond) / float64(n))
-		if c.perOp == 0 {
-			c.perOp = per
+		per := float64(ms) * 1e6 / float64(n)
+		if c.nsPerByte == 0 {
+			c.nsPerByte = per
 		} else {
-			c.perOp = (3*c.perOp + per) / 4
+			c.nsPerByte = (3*c.nsPerByte + per) / 4
 		}
 	}
 	return nil
 }
 
-// PerOp returns the measured device time of one keep-alive memset.
-func (c *Context) PerOp() time.Duration {
-	var d time.Duration
-	c.do(func() error { d = c.perOp; return nil })
-	return d
+// Bandwidth returns the measured speed of the keep-alive memsets in bytes
+// per second.
+func (c *Context) Bandwidth() float64 {
+	var bw float64
+	c.do(func() error {
+		if c.nsPerByte > 0 {
+			bw = 1e9 / c.nsPerByte
+		}
+		return nil
+	})
+	return bw
 }
 
 // Close waits for the keep-alive work, frees every allocation and destroys
@@ -319,7 +349,7 @@ func (c *Context) destroy() error {
 		for _, p := range c.ptrs {
 			keep("hipFree", c.r.hipFree(p))
 		}
-		c.ptrs, c.bytes = nil, 0
+		c.ptrs, c.sizes, c.bytes = nil, nil, 0
 		if c.work != 0 {
 			keep("hipFree", c.r.hipFree(c.work))
 			c.work = 0

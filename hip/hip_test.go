@@ -285,9 +285,9 @@ func TestContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	// The fake fills 1000 bytes per ns: 64 MiB in 67 us.
-	if per := c.PerOp(); per < 50*time.Microsecond || per > 2*time.Millisecond {
-		t.Errorf("calibrated memset time %v, want about 67us", per)
+	// The fake fills 1000 bytes per ns.
+	if bw := c.Bandwidth(); bw < 0.5e12 || bw > 1.1e12 {
+		t.Errorf("calibrated speed %.3g B/s, want about 1e12", bw)
 	}
 	if err := c.Alloc(3<<30 + 1<<20); err != nil {
 		t.Fatal(err)
@@ -325,9 +325,11 @@ func TestContext(t *testing.T) {
 	if el := time.Since(start); el < 10*slice*8/10 {
 		t.Errorf("10 launches of %v took %v: the load does not fill its slice", slice, el)
 	}
+	// 2 ms at 1000 B/ns are 2 GB: two memsets over the first 1 GiB chunk
+	// held, after the four that calibrated.
 	procs, _ = node.Procs(1)
-	if len(procs) != 1 || procs[0].Launches < 10*20 || procs[0].LastKernelEnd == 0 {
-		t.Errorf("node sees %+v, want about 30 memsets per launch", procs)
+	if len(procs) != 1 || procs[0].Launches != 4+10*2 || procs[0].LastKernelEnd == 0 {
+		t.Errorf("node sees %+v, want 24 memsets", procs)
 	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
@@ -341,20 +343,28 @@ func TestContext(t *testing.T) {
 	}
 }
 
-func TestOpsFor(t *testing.T) {
+func TestPlan(t *testing.T) {
 	tests := []struct {
-		d, per time.Duration
-		want   int
+		name      string
+		d         time.Duration
+		nsPerByte float64
+		region    uint64
+		size      uint64
+		n         int
 	}{
-		{2 * time.Millisecond, 67 * time.Microsecond, 30},
-		{2 * time.Millisecond, 0, 1},
-		{time.Microsecond, time.Millisecond, 1},
-		{time.Second, time.Microsecond, maxOps},
+		{"speed unknown", 2 * time.Millisecond, 0, 1 << 30, 1 << 30, 1},
+		{"fits one region", 2 * time.Millisecond, 0.01, 1 << 30, 200000000 / opAlign * opAlign, 1},
+		{"two memsets of the region", 2 * time.Millisecond, 0.001, 1 << 30, 1000000000 / opAlign * opAlign, 2},
+		{"MI300X-like 5 TB/s over 1 GiB", 2 * time.Millisecond, 0.0002, 1 << 30, 10000000000 / 10 / opAlign * opAlign, 10},
+		{"small region, fast card: capped", 2 * time.Millisecond, 0.0002, 64 << 20, 64 << 20, maxOps},
+		{"too short for one page", time.Nanosecond, 1, 1 << 30, opAlign, 1},
+		{"tiny region", time.Millisecond, 1, 100, 100, maxOps},
 	}
 	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%v/%v", tt.d, tt.per), func(t *testing.T) {
-			if got := opsFor(tt.d, tt.per); got != tt.want {
-				t.Errorf("opsFor = %d, want %d", got, tt.want)
+		t.Run(tt.name, func(t *testing.T) {
+			size, n := plan(tt.d, tt.nsPerByte, tt.region)
+			if size != tt.size || n != tt.n {
+				t.Errorf("plan = %d bytes x %d, want %d x %d", size, n, tt.size, tt.n)
 			}
 		})
 	}
