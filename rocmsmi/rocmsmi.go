@@ -231,8 +231,12 @@ func quiet(f func()) string {
 		return ""
 	}
 	syscall.Close(p[1])
-	f()
-	syscall.Dup3(saved, 2, 0) // closes the pipe's last write end: ReadAll returns
+	func() {
+		// Restored even if f panics; this closes the pipe's last write
+		// end, so ReadAll returns.
+		defer syscall.Dup3(saved, 2, 0)
+		f()
+	}()
 	return string(<-out)
 }
 
