@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -411,12 +412,13 @@ func TestVisible(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // each case starts a process
 			got := Visible(uuids, func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok })
 			if fmt.Sprint(got) != fmt.Sprint(tt.want) || got == nil {
 				t.Errorf("Visible = %v, want %v", got, tt.want)
 			}
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(base, "KEEPGPU_HIP_CHILD=visible", "LD_LIBRARY_PATH="+dir, "FAKEGPU_DIR="+node.Dir)
+			cmd.Env = append(slices.Clone(base), "KEEPGPU_HIP_CHILD=visible", "LD_LIBRARY_PATH="+dir, "FAKEGPU_DIR="+node.Dir)
 			for k, v := range tt.env {
 				cmd.Env = append(cmd.Env, k+"="+v)
 			}
