@@ -222,7 +222,7 @@ func TestNoDevice(t *testing.T) {
 
 func TestInitError(t *testing.T) {
 	node := newNode(t, 1)
-	node.SetAMDInitError("hip", int(ErrorInsufficientDriver))
+	node.SetInitError("hip", int(ErrorInsufficientDriver))
 	_, err := load(fakeLib(t, node, "libamdhip64.so.6"))
 	if !errors.Is(err, ErrorInsufficientDriver) || !strings.HasPrefix(err.Error(), "hipInit: ") {
 		t.Fatalf("load with failing hipInit: %v; want hipInit: ... ErrorInsufficientDriver", err)

@@ -196,7 +196,7 @@ func TestFallback(t *testing.T) {
 // error with the library's words, and its chatter kept off standard error.
 func TestInitError(t *testing.T) {
 	node := newNode(t, 1)
-	node.SetAMDInitError("rocm_smi", int(StatusInitError))
+	node.SetInitError("rocm_smi", int(StatusInitError))
 	lib := fakeLib(t, node, fakegpu.ROCmSMILib)
 
 	f, err := os.CreateTemp(t.TempDir(), "stderr")

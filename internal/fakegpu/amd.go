@@ -163,27 +163,6 @@ func (n *Node) PCIBusID(gpu int) string {
 	return fmt.Sprintf("0000:%02x:00.0", (3+4*gpu)&0xff)
 }
 
-// SetAMDInitError makes hipInit (lib "hip") or rsmi_init (lib "rocm_smi")
-// fail with code; ClearAMDInitError undoes it.
-func (n *Node) SetAMDInitError(lib string, code int) error {
-	if lib != "hip" && lib != "rocm_smi" {
-		return fmt.Errorf("fakegpu: unknown library %q: want hip or rocm_smi", lib)
-	}
-	return writeAtomic(filepath.Join(n.Dir, lib+"_init_error"), strconv.Itoa(code)+"\n")
-}
-
-// ClearAMDInitError undoes SetAMDInitError.
-func (n *Node) ClearAMDInitError(lib string) error {
-	if lib != "hip" && lib != "rocm_smi" {
-		return fmt.Errorf("fakegpu: unknown library %q: want hip or rocm_smi", lib)
-	}
-	err := os.Remove(filepath.Join(n.Dir, lib+"_init_error"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
 // SetProcessListGrowth makes every call of the fake ROCm SMI's
 // rsmi_compute_process_info_get list perCall more short-lived processes
 // than the call before (0 turns it off), so that the process count

@@ -155,21 +155,18 @@ func TestAMDSettings(t *testing.T) {
 		t.Errorf("settings read back as %q %q %q", n.AMDUUID(0), n.PCIBusID(0), n.AMDUUID(1))
 	}
 	for _, lib := range []string{"hip", "rocm_smi"} {
-		if err := n.SetAMDInitError(lib, 8); err != nil {
+		if err := n.SetInitError(lib, 8); err != nil {
 			t.Error(err)
 		}
 		if _, err := os.Stat(filepath.Join(n.Dir, lib+"_init_error")); err != nil {
 			t.Error(err)
 		}
-		if err := n.ClearAMDInitError(lib); err != nil {
+		if err := n.ClearInitError(lib); err != nil {
 			t.Error(err)
 		}
-		if err := n.ClearAMDInitError(lib); err != nil {
+		if err := n.ClearInitError(lib); err != nil {
 			t.Errorf("clearing twice: %v", err)
 		}
-	}
-	if err := n.SetAMDInitError("cuda", 3); err == nil {
-		t.Error("SetAMDInitError took cuda")
 	}
 	if err := n.SetProcessListGrowth(3, true); err != nil {
 		t.Error(err)
