@@ -17,9 +17,9 @@
 #
 #   scripts/rocm-test.sh [--keep]
 #
-# Needs Go, gcc (the tests load the project's fakes too), apt-get and
-# dpkg-deb, and Debian's bookworm main in apt's sources (an apt-get update
-# may be needed first). --keep leaves the temporary directory in place.
+# Needs Go, apt-get and dpkg-deb, and Debian's bookworm main in apt's
+# sources (an apt-get update may be needed first). --keep leaves the
+# temporary directory in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +27,7 @@ keep=0
 case ${1:-} in
 --keep) keep=1 ;;
 -h | --help)
-	sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
 "") ;;
