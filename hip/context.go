@@ -134,11 +134,12 @@ func (c *Context) do(f func() error) error {
 }
 
 func (c *Context) errorf(op string, code Code) error {
-	return c.r.err(fmt.Sprintf("gpu %d (%s): %s", c.Info.Ordinal, c.Info.id(), op), code)
+	return c.r.err(fmt.Sprintf("gpu %d (%s): %s", c.Info.Ordinal, c.Info.ID(), op), code)
 }
 
-// id is how errors name the GPU: its UUID, or its PCI bus id without one.
-func (i DeviceInfo) id() string {
+// ID is how keepgpu names the GPU: its UUID, or its PCI bus id where it
+// has none. It is unique on the node and the key telemetry is read by.
+func (i DeviceInfo) ID() string {
 	if i.UUID != "" {
 		return i.UUID
 	}
