@@ -2,10 +2,13 @@ package main
 
 import (
 	"io"
+	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keepgpu/keepgpu/holder"
 	"github.com/keepgpu/keepgpu/keeper"
 )
 
@@ -88,15 +91,78 @@ func TestKeepFlagsRanges(t *testing.T) {
 		{flags: KeepFlags{Util: 100, BusyThreshold: 100}},
 	}
 	for _, tt := range tests {
-		_, err := tt.flags.options(func(string) {})
+		_, err := tt.flags.spec(func(string) {})
 		if tt.err == "" && err != nil || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
-			t.Errorf("options(%+v) = %v; want error %q", tt.flags, err, tt.err)
+			t.Errorf("spec(%+v) = %v; want error %q", tt.flags, err, tt.err)
 		}
 	}
 	var warned string
 	f := KeepFlags{Util: 30, Threshold: "2GiB"}
-	opt, err := f.options(func(w string) { warned = w })
-	if err != nil || opt.VRAM != (keeper.VRAM{}) && opt.VRAM.Bytes != 2<<30 || !strings.Contains(warned, "deprecated") {
-		t.Errorf("--threshold 2GiB: %+v, %v, warning %q", opt.VRAM, err, warned)
+	spec, err := f.spec(func(w string) { warned = w })
+	if err != nil || spec.VRAM.Bytes != 2<<30 || !strings.Contains(warned, "deprecated") {
+		t.Errorf("--threshold 2GiB: %+v, %v, warning %q", spec.VRAM, err, warned)
+	}
+}
+
+// TestHolderArgs decodes the holder's command line, as holder.Spec.Args
+// writes it, into the same spec, in the environment holder.Env leaves of a
+// supervisor's with KEEPGPU_* settings.
+func TestHolderArgs(t *testing.T) {
+	gpus, err := keeper.ParseGPUs("GPU-abc,2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vram := func(s string) keeper.VRAM {
+		v, err := keeper.ParseVRAM(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	tests := []struct {
+		name string
+		spec holder.Spec
+	}{
+		{"defaults", holder.Spec{GPUs: keeper.GPUs{All: true}, VRAM: vram("1GiB"), Util: 30, BusyThreshold: 25, Interval: 2 * time.Second}},
+		{"everything", holder.Spec{GPUs: gpus, VRAM: vram("75%"), Util: 0, BusyThreshold: -1, Interval: 1500 * time.Millisecond, AllowPartial: true, TreeOf: 4242}},
+		{"max", holder.Spec{GPUs: keeper.GPUs{All: true}, VRAM: vram("max"), Util: 100, BusyThreshold: 100, Interval: 24 * time.Hour}},
+		{"bytes", holder.Spec{GPUs: keeper.GPUs{All: true}, VRAM: vram("123456789"), Util: 1, BusyThreshold: 0, Interval: 10 * time.Millisecond}},
+	}
+	t.Setenv("KEEPGPU_VRAM", "3GiB")
+	t.Setenv("KEEPGPU_ALLOW_PARTIAL", "true")
+	t.Setenv("KEEPGPU_THRESHOLD", "50")
+	t.Setenv("KEEPGPU_GPUS", "7")
+	kept := map[string]bool{}
+	for _, kv := range holder.Env(os.Environ()) {
+		kept[kv] = true
+	}
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !kept[kv] {
+			t.Setenv(k, "") // restored after the test
+			os.Unsetenv(k)
+		}
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var cli CLI
+			p, err := newParser(&cli, io.Discard, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := tt.spec.Args()
+			if _, err := p.Parse(args); err != nil {
+				t.Fatalf("Parse(%q): %v", args, err)
+			}
+			if !cli.Hold.Supervised {
+				t.Errorf("Parse(%q): not supervised", args)
+			}
+			got, err := cli.Hold.holderSpec(func(w string) { t.Errorf("warning %q", w) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.spec) {
+				t.Errorf("Parse(%q) = %+v\nwant %+v", args, got, tt.spec)
+			}
+		})
 	}
 }

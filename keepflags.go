@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keepgpu/keepgpu/holder"
 	"github.com/keepgpu/keepgpu/keeper"
 )
 
@@ -22,9 +23,9 @@ type KeepFlags struct {
 	LogFormat     string          `name:"log-format" enum:"text,json" default:"text" help:"Progress on stderr as text or JSON lines (${enum})."`
 }
 
-// options checks the flags and turns them into keeper options. The
+// spec checks the flags and turns them into what a holder holds. The
 // deprecation warning for --threshold goes to warn.
-func (f *KeepFlags) options(warn func(string)) (keeper.Options, error) {
+func (f *KeepFlags) spec(warn func(string)) (holder.Spec, error) {
 	if f.Threshold != "" {
 		if n, err := strconv.Atoi(strings.TrimSpace(f.Threshold)); err == nil {
 			f.BusyThreshold = n
@@ -32,19 +33,20 @@ func (f *KeepFlags) options(warn func(string)) (keeper.Options, error) {
 		} else {
 			v, err := keeper.ParseVRAM(f.Threshold)
 			if err != nil {
-				return keeper.Options{}, usageError{fmt.Errorf("--threshold %q: neither an integer busy threshold nor a size: %w", f.Threshold, err)}
+				return holder.Spec{}, usageError{fmt.Errorf("--threshold %q: neither an integer busy threshold nor a size: %w", f.Threshold, err)}
 			}
 			f.VRAM = v
 			warn("--threshold is deprecated: use --vram " + f.Threshold)
 		}
 	}
 	if f.Util < 0 || f.Util > 100 {
-		return keeper.Options{}, usageError{fmt.Errorf("--util %d: want 0..100", f.Util)}
+		return holder.Spec{}, usageError{fmt.Errorf("--util %d: want 0..100", f.Util)}
 	}
 	if f.BusyThreshold < -1 || f.BusyThreshold > 100 {
-		return keeper.Options{}, usageError{fmt.Errorf("--busy-threshold %d: want -1 (never pause) or 0..100", f.BusyThreshold)}
+		return holder.Spec{}, usageError{fmt.Errorf("--busy-threshold %d: want -1 (never pause) or 0..100", f.BusyThreshold)}
 	}
-	return keeper.Options{
+	return holder.Spec{
+		GPUs:          f.GPUs,
 		VRAM:          f.VRAM,
 		Util:          f.Util,
 		BusyThreshold: f.BusyThreshold,

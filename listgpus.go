@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/keepgpu/keepgpu/cuda"
-	"github.com/keepgpu/keepgpu/nvml"
+	"github.com/keepgpu/keepgpu/inventory"
 	"github.com/keepgpu/keepgpu/service"
 )
 
@@ -22,17 +22,11 @@ type ListGPUsCmd struct {
 	Local bool `name:"local" hidden:"" env:"-" help:"Read NVML in this process even when the service runs."`
 }
 
-// gpuJSON is one GPU in `list-gpus --json`; id, platform, name, memory and
-// utilization keep KeepGPU's names.
-type gpuJSON = service.GPU
-
-var computeModes = map[int]string{0: "default", 1: "exclusive-thread", 2: "prohibited", 3: "exclusive-process"}
-
 // Run prints the table or the JSON.
 func (c *ListGPUsCmd) Run(io *stdio) error {
 	gpus, err := c.fromService()
 	if gpus == nil && err == nil {
-		gpus, err = localGPUs()
+		gpus, err = inventory.Local()
 	}
 	if err != nil {
 		return err
@@ -40,7 +34,7 @@ func (c *ListGPUsCmd) Run(io *stdio) error {
 	if c.JSON {
 		enc := json.NewEncoder(io.out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"gpus": gpus})
+		return enc.Encode(inventory.List{GPUs: gpus})
 	}
 	if len(gpus) == 0 {
 		fmt.Fprintln(io.out, "no GPU on this node")
@@ -82,7 +76,7 @@ func (c *ListGPUsCmd) Run(io *stdio) error {
 
 // fromService asks the user's running service for the GPUs; nil, nil when
 // none runs (or --local).
-func (c *ListGPUsCmd) fromService() ([]gpuJSON, error) {
+func (c *ListGPUsCmd) fromService() ([]inventory.GPU, error) {
 	if c.Local {
 		return nil, nil
 	}
@@ -102,39 +96,4 @@ func (c *ListGPUsCmd) fromService() ([]gpuJSON, error) {
 		return nil, errors.New(r.Error)
 	}
 	return r.GPUs, nil
-}
-
-// localGPUs reads the GPUs through NVML in this process.
-func localGPUs() ([]gpuJSON, error) {
-	nv, err := nvml.Open()
-	if err != nil {
-		return nil, err
-	}
-	defer nv.Close()
-	samples, err := nv.Samples()
-	if err != nil {
-		return nil, err
-	}
-	gpus := make([]gpuJSON, 0, len(samples))
-	for _, s := range samples {
-		g := gpuJSON{ID: s.Index, Platform: "cuda", UUID: s.UUID, Name: s.Name, MIG: s.MIG, Processes: []service.Process{}}
-		if s.MemErr == nil {
-			g.MemoryTotal, g.MemoryUsed = &s.MemTotal, &s.MemUsed
-		}
-		if s.UtilErr == nil {
-			g.Utilization = &s.Util
-		}
-		if s.ModeErr == nil {
-			m := computeModes[s.ComputeMode]
-			g.ComputeMode = &m
-		}
-		if s.PowerErr == nil {
-			g.PowerMW = &s.PowerMW
-		}
-		for _, p := range s.Procs {
-			g.Processes = append(g.Processes, service.Process{PID: p.PID, MemoryUsed: p.Bytes})
-		}
-		gpus = append(gpus, g)
-	}
-	return gpus, nil
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/keepgpu/keepgpu/cuda"
 	"github.com/keepgpu/keepgpu/service"
+	"github.com/keepgpu/keepgpu/signals"
 )
 
 // serviceFlags say where the service is: KeepGPU's --host and --port, or
@@ -135,10 +136,10 @@ func (c *ServeCmd) Run(io *stdio) error {
 	defer cancel()
 	go func() {
 		s := <-sigs
-		fmt.Fprintf(io.err, "keepgpu: %s: stopping every session, then the service (again to exit at once)\n", signalName(s))
+		fmt.Fprintf(io.err, "keepgpu: %s: stopping every session, then the service (again to exit at once)\n", signals.Name(s))
 		cancel()
 		s = <-sigs
-		fmt.Fprintf(io.err, "keepgpu: %s: exiting now; the holders release as they die\n", signalName(s))
+		fmt.Fprintf(io.err, "keepgpu: %s: exiting now; the holders release as they die\n", signals.Name(s))
 		service.RemovePIDFile(pidPath)
 		os.Exit(1)
 	}()
@@ -185,7 +186,8 @@ type StartCmd struct {
 // Run checks the flags before anything starts, makes sure the service runs,
 // starts the session and, unless --wait 0, waits until it holds (or failed).
 func (c *StartCmd) Run(io *stdio) error {
-	if _, err := c.options(func(w string) { fmt.Fprintf(io.err, "keepgpu: warning: %s\n", w) }); err != nil {
+	spec, err := c.spec(func(w string) { fmt.Fprintf(io.err, "keepgpu: warning: %s\n", w) })
+	if err != nil {
 		return err
 	}
 	if c.JobID != "" {
@@ -217,22 +219,10 @@ func (c *StartCmd) Run(io *stdio) error {
 		}
 	}
 
-	params := map[string]any{
-		"vram":           c.VRAM.String(),
-		"interval":       time.Duration(c.Interval).Seconds(),
-		"busy_threshold": c.BusyThreshold,
-		"util":           c.Util,
-		"allow_partial":  c.AllowPartial,
-	}
-	if !c.GPUs.All {
-		params["gpu_ids"] = c.GPUs.String()
-	}
-	if c.JobID != "" {
-		params["job_id"] = c.JobID
-	}
 	var r struct {
 		JobID string `json:"job_id"`
 	}
+	params := service.Params{JobID: c.JobID, Spec: spec}.StartParams()
 	if err := cl.Call(ctx, "start_keep", params, &r); err != nil {
 		return err
 	}
@@ -452,4 +442,11 @@ func (c *MCPCmd) Run(io *stdio) error {
 		return nil
 	}
 	return err
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }

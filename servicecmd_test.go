@@ -19,6 +19,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/keepgpu/keepgpu/holder"
 	"github.com/keepgpu/keepgpu/internal/fakegpu"
 	"github.com/keepgpu/keepgpu/service"
 )
@@ -54,7 +55,7 @@ func newFakeService(t testing.TB, gpus int, set ...string) *fakeService {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := append(service.HolderEnv(), node.Env()...)
+	env := append(holder.Env(os.Environ()), node.Env()...)
 	env = append(env, "GORACE=atexit_sleep_ms=0")
 	tok := strings.Repeat("5e", 32)
 	s := service.New(service.Config{Token: tok, HolderPath: exe, Argv0: "keepgpu", Env: env, StopTimeout: 10 * time.Second})

@@ -42,17 +42,30 @@ func (c *WrapCmd) Run(io *stdio) error {
 	if len(c.Command) == 0 {
 		return fail("wrap: no command given (keepgpu wrap [flags] -- CMD ARGS...)")
 	}
-	if _, err := c.options(func(w string) { fmt.Fprintf(io.err, "keepgpu: warning: %s\n", w) }); err != nil {
+	spec, err := c.spec(func(w string) { fmt.Fprintf(io.err, "keepgpu: warning: %s\n", w) })
+	if err != nil {
 		return fail("%v", err)
 	}
 	cfg := wrap.Config{
-		Command:    c.Command,
-		RequireGPU: c.RequireGPU,
-		MaxHold:    c.MaxHold,
-		Quiet:      c.Quiet,
-		SocketDir:  runtimeDir(),
-		Stdin:      os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		Command:         c.Command,
+		Holder:          &spec,
+		ReleaseOnGPUUse: c.ReleaseOnGPUUse,
+		RequireGPU:      c.RequireGPU,
+		MaxHold:         c.MaxHold,
+		Quiet:           c.Quiet,
+		SocketDir:       runtimeDir(),
+		Stdin:           os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 	}
+	// The sources watch from now on; a flag found wrong after one of them
+	// was opened closes it again.
+	opened := false
+	defer func() {
+		if !opened {
+			for _, s := range cfg.Sources {
+				s.Close()
+			}
+		}
+	}()
 	env := os.Environ()
 	if c.ReadyFile != "" {
 		watch := signals.File
@@ -69,9 +82,6 @@ func (c *WrapCmd) Run(io *stdio) error {
 	if c.ReadyFIFO != "" {
 		s, err := signals.FIFO(c.ReadyFIFO)
 		if err != nil {
-			for _, s := range cfg.Sources {
-				s.Close()
-			}
 			return fail("--ready-fifo: %v", err)
 		}
 		cfg.Sources = append(cfg.Sources, s)
@@ -94,38 +104,8 @@ func (c *WrapCmd) Run(io *stdio) error {
 		cfg.Sources = append(cfg.Sources, signals.Signal(sig))
 	}
 	cfg.Env = env
-	cfg.HolderPath = "/proc/self/exe"
-	cfg.Holder = c.holderArgs()
-	cfg.HolderEnv = holderEnv()
+	opened = true // wrap.Run closes them
 	return exitCode(wrap.Run(cfg))
-}
-
-// holderArgs is the command line of the holder process: the same keepgpu
-// binary, told everything explicitly.
-func (c *WrapCmd) holderArgs() []string {
-	args := []string{os.Args[0], "hold", "--supervised",
-		"--gpus", c.GPUs.String(), "--vram", c.VRAM.String(),
-		"--util", strconv.Itoa(c.Util), "--busy-threshold", strconv.Itoa(c.BusyThreshold),
-		"--interval", time.Duration(c.Interval).String()}
-	if c.AllowPartial {
-		args = append(args, "--allow-partial")
-	}
-	if c.ReleaseOnGPUUse {
-		args = append(args, "--tree-of", strconv.Itoa(os.Getpid()))
-	}
-	return args
-}
-
-// holderEnv is keepgpu's environment without KEEPGPU_* settings, which the
-// holder's explicit flags replace.
-func holderEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "KEEPGPU_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 func setenv(env []string, key, value string) []string {

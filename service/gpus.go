@@ -11,47 +11,27 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keepgpu/keepgpu/inventory"
 )
 
-// GPU is one GPU as list_gpus and `keepgpu list-gpus --json` show it: id,
-// platform, name, memory and utilization keep KeepGPU's names; a reading
-// the driver cannot give is null.
-type GPU struct {
-	ID          int       `json:"id"` // NVML index: the node's numbering
-	Platform    string    `json:"platform"`
-	UUID        string    `json:"uuid"`
-	Name        string    `json:"name"`
-	MemoryTotal *uint64   `json:"memory_total"`
-	MemoryUsed  *uint64   `json:"memory_used"`
-	Utilization *int      `json:"utilization"`
-	ComputeMode *string   `json:"compute_mode"`
-	MIG         bool      `json:"mig"`
-	PowerMW     *int      `json:"power_mw"`
-	Processes   []Process `json:"processes"`
-}
-
-// Process is a compute process on a GPU. The service adds who it is.
-type Process struct {
-	PID        int    `json:"pid"`
-	MemoryUsed uint64 `json:"memory_used"`
-	Command    string `json:"command,omitempty"` // /proc/PID/comm
-	User       string `json:"user,omitempty"`
-	JobID      string `json:"job_id,omitempty"` // the keepgpu session whose holder this is
-}
-
-// GPUList is list_gpus's result. Error says why there are no GPUs to show
-// when NVML cannot be read (no driver, for one).
-type GPUList struct {
-	GPUs  []GPU  `json:"gpus"`
-	Error string `json:"error,omitempty"`
-}
+// GPU, Process and GPUList are list_gpus's answer: see package inventory.
+type (
+	GPU     = inventory.GPU
+	Process = inventory.Process
+	GPUList = inventory.List
+)
 
 // gpuCacheFor is how long one reading of the GPUs serves every caller.
 const gpuCacheFor = time.Second
 
-// gpuLister reads the GPUs by running `keepgpu list-gpus --json --local`:
-// NVML stays out of the service's own process (a driver fault there would
-// take every session with it), and concurrent callers share one reading.
+// gpuLister reads the GPUs by running `keepgpu list-gpus --json --local`
+// (inventory.Local in a process of its own), and concurrent callers share
+// one reading. It does not call inventory.Local itself: the service is a
+// supervisor, and supervisors never load a driver library; a fault in the
+// driver would take every session's supervision with it, and a listing
+// that hangs in the driver is killed here after 20s, which a call in this
+// process could not be.
 type gpuLister struct {
 	cfg *Config
 

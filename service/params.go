@@ -10,18 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keepgpu/keepgpu/holder"
 	"github.com/keepgpu/keepgpu/keeper"
 )
 
-// Params are a session's settings: the keep flags of `keepgpu hold`.
+// Params are a session's settings: its job id and what its holder holds.
 type Params struct {
-	JobID         string
-	GPUs          keeper.GPUs
-	VRAM          keeper.VRAM
-	Interval      keeper.Interval
-	BusyThreshold int
-	Util          int
-	AllowPartial  bool
+	JobID string
+	holder.Spec
 }
 
 // Defaults of a session's settings: keepgpu's keep-flag defaults.
@@ -111,8 +107,8 @@ func parseStart(raw json.RawMessage) (Params, *apiError) {
 	if aerr != nil {
 		return Params{}, aerr
 	}
-	p := Params{GPUs: keeper.GPUs{All: true}, Interval: keeper.Interval(DefaultInterval),
-		BusyThreshold: DefaultBusyThreshold, Util: DefaultUtil}
+	p := Params{Spec: holder.Spec{GPUs: keeper.GPUs{All: true}, Interval: DefaultInterval,
+		BusyThreshold: DefaultBusyThreshold, Util: DefaultUtil}}
 	p.VRAM, _ = keeper.ParseVRAM(DefaultVRAM)
 
 	if v := m["gpu_ids"]; !isNull(v) {
@@ -136,9 +132,11 @@ func parseStart(raw json.RawMessage) (Params, *apiError) {
 		if err != nil {
 			return Params{}, paramError("interval: %v", err)
 		}
-		if p.Interval, err = keeper.ParseInterval(s); err != nil {
+		i, err := keeper.ParseInterval(s)
+		if err != nil {
 			return Params{}, paramError("%v", err)
 		}
+		p.Interval = time.Duration(i)
 	}
 	if p.BusyThreshold, aerr = intParam(m, "busy_threshold", p.BusyThreshold, -1, 100); aerr != nil {
 		return Params{}, aerr
@@ -160,6 +158,25 @@ func parseStart(raw json.RawMessage) (Params, *apiError) {
 		}
 	}
 	return p, nil
+}
+
+// StartParams are start_keep's parameters for p, as parseStart reads them
+// back: what `keepgpu start` sends.
+func (p Params) StartParams() map[string]any {
+	m := map[string]any{
+		"vram":           p.VRAM.String(),
+		"interval":       p.Interval.Seconds(),
+		"busy_threshold": p.BusyThreshold,
+		"util":           p.Util,
+		"allow_partial":  p.AllowPartial,
+	}
+	if !p.GPUs.All {
+		m["gpu_ids"] = p.GPUs.String()
+	}
+	if p.JobID != "" {
+		m["job_id"] = p.JobID
+	}
+	return m
 }
 
 // intParam reads the integer parameter name in lo..hi, or keeps def.
@@ -262,7 +279,7 @@ type ParamsJSON struct {
 }
 
 func (p Params) json() ParamsJSON {
-	j := ParamsJSON{VRAM: p.VRAM.String(), Interval: time.Duration(p.Interval).Seconds(),
+	j := ParamsJSON{VRAM: p.VRAM.String(), Interval: p.Interval.Seconds(),
 		BusyThreshold: p.BusyThreshold, Util: p.Util, AllowPartial: p.AllowPartial}
 	if !p.GPUs.All {
 		for _, e := range p.GPUs.Entries {
@@ -274,17 +291,4 @@ func (p Params) json() ParamsJSON {
 		}
 	}
 	return j
-}
-
-// holderArgs are the holder's arguments after argv[0]: `hold --supervised`
-// told every setting explicitly.
-func (p Params) holderArgs() []string {
-	args := []string{"hold", "--supervised",
-		"--gpus", p.GPUs.String(), "--vram", p.VRAM.String(),
-		"--util", strconv.Itoa(p.Util), "--busy-threshold", strconv.Itoa(p.BusyThreshold),
-		"--interval", time.Duration(p.Interval).String()}
-	if p.AllowPartial {
-		args = append(args, "--allow-partial")
-	}
-	return args
 }

@@ -17,6 +17,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/keepgpu/keepgpu/holder"
 )
 
 // Config configures a Server.
@@ -28,7 +30,7 @@ type Config struct {
 	HolderPath string
 	Argv0      string
 	// Env is the holders' environment (default: this process's, less
-	// KEEPGPU_* settings, which the holder's flags replace).
+	// KEEPGPU_* settings, which the holder's flags replace; see holder.Env).
 	Env []string
 	// StopTimeout is how long a holder has to exit after SIGTERM before it
 	// is killed (default 10s).
@@ -62,7 +64,7 @@ func New(cfg Config) *Server {
 		cfg.Argv0 = os.Args[0]
 	}
 	if cfg.Env == nil {
-		cfg.Env = HolderEnv()
+		cfg.Env = holder.Env(os.Environ())
 	}
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = 10 * time.Second
@@ -75,17 +77,6 @@ func New(cfg Config) *Server {
 	s.lister = &gpuLister{cfg: &s.cfg}
 	s.routes()
 	return s
-}
-
-// HolderEnv is this process's environment less KEEPGPU_* settings.
-func HolderEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "KEEPGPU_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // Shutdown refuses new sessions and stops every session, in parallel. It

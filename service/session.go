@@ -1,9 +1,7 @@
 package service
 
 import (
-	"bufio"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"os"
 	"sort"
@@ -12,7 +10,8 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/keepgpu/keepgpu/holder"
+	"github.com/keepgpu/keepgpu/signals"
 )
 
 // Session states: KeepGPU's.
@@ -134,7 +133,7 @@ func (m *sessions) start(p Params) (Status, *apiError) {
 	m.byID[s.id] = s
 	m.mu.Unlock()
 
-	proc, out, err := spawn(m.cfg.HolderPath, append([]string{m.cfg.Argv0}, p.holderArgs()...), m.cfg.Env)
+	h, err := holder.Start(p.Spec, holder.Options{Path: m.cfg.HolderPath, Argv0: m.cfg.Argv0, Env: m.cfg.Env})
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {
@@ -142,29 +141,23 @@ func (m *sessions) start(p Params) (Status, *apiError) {
 		close(s.done)
 		return Status{}, unavailable("cannot start the holder: " + err.Error())
 	}
-	s.proc = proc
+	s.proc = h.Process
 	if s.stopAsked {
-		proc.Signal(syscall.SIGTERM) // a stop came while it was being started
+		s.proc.Signal(syscall.SIGTERM) // a stop came while it was being started
 	}
-	m.logf("session %s: holder pid %d started: %s", s.id, proc.Pid, strings.Join(p.holderArgs(), " "))
-	go m.supervise(s, out)
+	m.logf("session %s: holder pid %d started: %s", s.id, s.proc.Pid, strings.Join(p.Args(), " "))
+	go m.supervise(s, h.Events)
 	return s.status(), nil
 }
 
-// supervise reads the holder's events until it exits, then settles the
+// supervise applies the holder's events until it exits, then settles the
 // session's state.
-func (m *sessions) supervise(s *session, out *os.File) {
-	sc := bufio.NewScanner(out)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var e holderEvent
-		if json.Unmarshal(sc.Bytes(), &e) == nil {
-			m.mu.Lock()
-			s.apply(e)
-			m.mu.Unlock()
-		}
+func (m *sessions) supervise(s *session, events <-chan holder.Event) {
+	for e := range events {
+		m.mu.Lock()
+		s.apply(e)
+		m.mu.Unlock()
 	}
-	out.Close()
 	ps, err := s.proc.Wait()
 	var how string
 	if err != nil {
@@ -182,7 +175,10 @@ func (m *sessions) supervise(s *session, out *os.File) {
 		// Dying of the SIGTERM itself is a clean stop too: it came before
 		// the holder could catch it, so before it held anything.
 		if err != nil || !ps.Success() && !killedBy(ps, syscall.SIGTERM) {
-			s.exitErr = firstNonEmpty(s.errEvent, "the holder exited with "+how)
+			s.exitErr = s.errEvent
+			if s.exitErr == "" {
+				s.exitErr = "the holder exited with " + how
+			}
 		}
 		delete(m.byID, s.id)
 	default:
@@ -207,27 +203,20 @@ func (m *sessions) supervise(s *session, out *os.File) {
 	m.logf("session %s: holder pid %d exited (%s)", s.id, s.proc.Pid, how)
 }
 
-// holderEvent is one JSON line of `keepgpu hold --supervised`.
-type holderEvent struct {
-	Event   string    `json:"event"`
-	Message string    `json:"message"`
-	Reason  string    `json:"reason"`
-	GPU     int       `json:"gpu"`
-	UUID    string    `json:"uuid"`
-	Name    string    `json:"name"`
-	Bytes   uint64    `json:"bytes"`
-	GPUs    []GPUHold `json:"gpus"`
-}
-
 // apply records one event of the holder.
-func (s *session) apply(e holderEvent) {
-	switch e.Event {
-	case "held":
+func (s *session) apply(e holder.Event) {
+	switch e.Kind {
+	case holder.Held:
 		g := s.gpu(e.GPU, e.UUID, e.Name)
-		g.Bytes, g.Kernel = e.Bytes, firstNonEmpty(g.Kernel, "starting")
-	case "holding":
-		s.gpus = e.GPUs
-		for i := range s.gpus {
+		g.Bytes = e.Bytes
+		if g.Kernel == "" {
+			g.Kernel = "starting"
+		}
+	case holder.Holding:
+		s.gpus = make([]GPUHold, len(e.GPUs))
+		for i, g := range e.GPUs {
+			s.gpus[i] = GPUHold{GPU: g.GPU, UUID: g.UUID, Name: g.Name, Bytes: g.Bytes,
+				Kernel: g.Kernel, Reason: g.Reason, Telemetry: g.Telemetry}
 			if s.gpus[i].Telemetry == "" {
 				s.gpus[i].Telemetry = "unknown"
 			}
@@ -236,25 +225,28 @@ func (s *session) apply(e holderEvent) {
 		if s.state == StateStarting {
 			s.state = StateActive
 		}
-	case "paused":
+	case holder.Paused:
 		g := s.gpu(e.GPU, e.UUID, e.Name)
 		g.Kernel, g.Reason = "paused", e.Reason
-	case "resumed":
+	case holder.Resumed:
 		g := s.gpu(e.GPU, e.UUID, e.Name)
 		g.Kernel, g.Reason = "running", ""
-	case "kernel-failed":
+	case holder.KernelFailed:
 		g := s.gpu(e.GPU, e.UUID, e.Name)
 		g.Kernel, g.Reason = "failed", e.Reason
-	case "telemetry":
+	case holder.Telemetry:
 		s.gpu(e.GPU, e.UUID, e.Name).Telemetry = e.Reason
-	case "warning":
+	case holder.Warning:
 		if len(s.warnings) < 16 {
-			s.warnings = append(s.warnings, firstNonEmpty(e.Message, e.Reason))
+			s.warnings = append(s.warnings, e.Text())
 		}
-	case "error":
-		s.errEvent = firstNonEmpty(e.Message, e.Reason)
-	case "released":
-		s.released = firstNonEmpty(e.Reason, e.Message)
+	case holder.Error:
+		s.errEvent = e.Text()
+	case holder.Released:
+		s.released = e.Reason
+		if s.released == "" {
+			s.released = e.Message
+		}
 		for i := range s.gpus {
 			s.gpus[i].Bytes, s.gpus[i].Kernel, s.gpus[i].Reason = 0, "released", ""
 		}
@@ -514,23 +506,7 @@ func killedBy(ps *os.ProcessState, sig syscall.Signal) bool {
 
 func describe(ps *os.ProcessState) string {
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return "killed by " + signalName(ws.Signal())
+		return "killed by " + signals.Name(ws.Signal())
 	}
 	return ps.String()
-}
-
-func signalName(s syscall.Signal) string {
-	if n := unix.SignalName(s); n != "" {
-		return n
-	}
-	return s.String()
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }

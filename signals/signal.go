@@ -4,7 +4,21 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
+
+// Name returns sig's name as keepgpu words it in its messages and events
+// (SIGTERM, SIGUSR1), or Go's description of a signal without one.
+func Name(sig os.Signal) string {
+	if n, ok := sig.(syscall.Signal); ok {
+		if name := unix.SignalName(n); name != "" {
+			return name
+		}
+	}
+	return sig.String()
+}
 
 // SignalSource fires when keepgpu itself receives a Unix signal. See
 // [Signal].

@@ -72,3 +72,21 @@ func TestSignalClose(t *testing.T) {
 		t.Fatal("signal delivered to a closed SignalSource")
 	}
 }
+
+// TestName names signals as keepgpu's messages do.
+func TestName(t *testing.T) {
+	tests := []struct {
+		sig  os.Signal
+		want string
+	}{
+		{syscall.SIGTERM, "SIGTERM"},
+		{syscall.SIGUSR2, "SIGUSR2"},
+		{os.Interrupt, "SIGINT"},
+		{syscall.Signal(40), "signal 40"},
+	}
+	for _, tt := range tests {
+		if got := Name(tt.sig); got != tt.want {
+			t.Errorf("Name(%d) = %q; want %q", tt.sig, got, tt.want)
+		}
+	}
+}

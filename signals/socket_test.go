@@ -328,6 +328,12 @@ func TestReadySocketCloseNoLeak(t *testing.T) {
 		t.Fatal(err)
 	}
 	waiting := readyAsync(t, s.Path(), true, nil)
+	// Wait returns once the socket has read a request, and this client is
+	// the only one yet: it has asked and now waits for the release. Without
+	// this, Close may come before its request and it sees a broken pipe.
+	if err := s.Wait(guardCtx(t)); err != nil {
+		t.Fatal(err)
+	}
 	waitingRaw, _ := dial(t, s.Path())
 	io.WriteString(waitingRaw, "ready\n")
 	accepted := make([]byte, len("accepted\n"))

@@ -4,22 +4,19 @@
 package wrap
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keepgpu/keepgpu/holder"
 	"github.com/keepgpu/keepgpu/signals"
 )
 
@@ -30,12 +27,14 @@ type Config struct {
 	// Env is the command's environment; wrap adds KEEPGPU_PID and
 	// KEEPGPU_READY.
 	Env []string
-	// HolderPath is the keepgpu binary and Holder the holder's argv. The
-	// holder writes JSON events on its stdout and releases on SIGTERM. A nil
-	// Holder means hold nothing.
-	HolderPath string
-	Holder     []string
-	HolderEnv  []string
+	// Holder is what the holder holds; nil means hold nothing. It is
+	// started as HolderOptions say, with the command's stderr as its own.
+	Holder        *holder.Spec
+	HolderOptions holder.Options
+	// ReleaseOnGPUUse releases the GPUs as soon as a process of the
+	// command's tree uses a held one (and never counts the tree's processes
+	// as foreign).
+	ReleaseOnGPUUse bool
 	// Sources are the configured ready sources (file, FIFO, signal). They
 	// are closed when Run returns.
 	Sources []signals.Source
@@ -55,17 +54,6 @@ type Config struct {
 	// Quiet keeps keepgpu's own lines off stderr, except warnings.
 	Quiet                 bool
 	Stdin, Stdout, Stderr *os.File
-}
-
-// event is one line of the holder's JSON event stream.
-type event struct {
-	Event   string `json:"event"`
-	Message string `json:"message"`
-	Reason  string `json:"reason"`
-	GPU     int    `json:"gpu"`
-	UUID    string `json:"uuid"`
-	Name    string `json:"name"`
-	Bytes   uint64 `json:"bytes"`
 }
 
 // proc is a process wrap started and reaps itself.
@@ -91,7 +79,7 @@ type wrapper struct {
 	sigs   chan os.Signal
 	holder *proc
 	child  *proc
-	events chan event
+	events <-chan holder.Event
 	sock   *signals.ReadySocket
 
 	foreground  bool      // the command has its own process group, in the terminal's foreground
@@ -160,17 +148,12 @@ func (w *wrapper) run() int {
 		defer w.sock.Close()
 	}
 
-	w.events = make(chan event, 64)
-	if w.cfg.Holder != nil {
-		if err := w.startHolder(); err != nil {
-			if w.cfg.RequireGPU {
-				fmt.Fprintf(w.cfg.Stderr, "keepgpu: --require-gpu: cannot start the holder: %v\n", err)
-				return ExitFailed
-			}
-			w.warnf("holding nothing: cannot start the holder: %v; running the command anyway", err)
+	if err := w.startHolder(); err != nil {
+		if w.cfg.RequireGPU {
+			fmt.Fprintf(w.cfg.Stderr, "keepgpu: --require-gpu: cannot start the holder: %v\n", err)
+			return ExitFailed
 		}
-	} else {
-		close(w.events)
+		w.warnf("holding nothing: cannot start the holder: %v; running the command anyway", err)
 	}
 	<-armed
 	if w.cfg.RequireGPU {
@@ -211,47 +194,28 @@ func dispositions() (catch, ignore []os.Signal) {
 	return catch, ignore
 }
 
-// startHolder starts the holder with a parent-death signal, in its own
-// process group so that a terminal's Ctrl+C reaches the command alone.
+// startHolder starts the holder (see holder.Start), telling it that
+// keepgpu's own process tree is the command's when ReleaseOnGPUUse is set.
+// Without a holder, events is closed at once.
 func (w *wrapper) startHolder() error {
-	r, wr, err := os.Pipe()
+	none := make(chan holder.Event)
+	close(none)
+	w.events = none
+	if w.cfg.Holder == nil {
+		return nil
+	}
+	spec := *w.cfg.Holder
+	if w.cfg.ReleaseOnGPUUse {
+		spec.TreeOf = os.Getpid()
+	}
+	o := w.cfg.HolderOptions
+	o.Stderr = w.cfg.Stderr
+	h, err := holder.Start(spec, o)
 	if err != nil {
 		return err
 	}
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		return err
-	}
-	defer devnull.Close()
-	// The parent-death signal follows the thread that forks, not the
-	// process: keep this goroutine on its thread until the fork is done.
-	runtime.LockOSThread()
-	p, err := os.StartProcess(w.cfg.HolderPath, w.cfg.Holder, &os.ProcAttr{
-		Env:   w.cfg.HolderEnv,
-		Files: []*os.File{devnull, wr, w.cfg.Stderr},
-		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true},
-	})
-	runtime.UnlockOSThread()
-	wr.Close()
-	if err != nil {
-		r.Close()
-		close(w.events)
-		return err
-	}
-	w.holder = &proc{pid: p.Pid}
-	p.Release() // wrap reaps with wait4 itself
-	go func() {
-		defer close(w.events)
-		defer r.Close()
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			var e event
-			if json.Unmarshal(sc.Bytes(), &e) == nil {
-				w.events <- e
-			}
-		}
-	}()
+	w.holder, w.events = &proc{pid: h.Process.Pid}, h.Events
+	h.Process.Release() // wrap reaps with wait4 itself
 	return nil
 }
 
@@ -271,7 +235,7 @@ func (w *wrapper) awaitHolding() string {
 				return "the holder exited before holding"
 			}
 			w.handleEvent(e)
-			if e.Event == "holding" {
+			if e.Kind == holder.Holding {
 				return ""
 			}
 		case s := <-w.sigs:
@@ -279,9 +243,9 @@ func (w *wrapper) awaitHolding() string {
 			case syscall.SIGCHLD, syscall.SIGURG:
 				continue
 			case syscall.SIGINT, syscall.SIGTERM:
-				w.release(signalName(s))
+				w.release(signals.Name(s))
 				w.awaitHolderExit()
-				return "interrupted by " + signalName(s)
+				return "interrupted by " + signals.Name(s)
 			}
 		}
 	}
@@ -418,7 +382,7 @@ func (w *wrapper) readyWhy(src signals.Source) string {
 	case "marker":
 		return "ready marker"
 	case "signal":
-		return "ready signal " + signalName(w.cfg.ReadySignal)
+		return "ready signal " + signals.Name(w.cfg.ReadySignal)
 	}
 	if p, ok := src.(pather); ok {
 		return "ready " + src.Name() + " " + p.Path()
@@ -448,11 +412,11 @@ func (w *wrapper) signal(s os.Signal) {
 	}
 	if !w.child.done {
 		if err := syscall.Kill(w.child.pid, sig); err != nil && err != syscall.ESRCH {
-			w.warnf("forwarding %s: %v", signalName(s), err)
+			w.warnf("forwarding %s: %v", signals.Name(s), err)
 		}
 	}
 	if sig == syscall.SIGINT || sig == syscall.SIGTERM {
-		w.release(signalName(s))
+		w.release(signals.Name(s))
 	}
 }
 
@@ -561,27 +525,27 @@ func (w *wrapper) released(err error) {
 	}
 }
 
-func (w *wrapper) handleEvent(e event) {
-	switch e.Event {
-	case "holding":
+func (w *wrapper) handleEvent(e holder.Event) {
+	switch e.Kind {
+	case holder.Holding:
 		w.holdingLine = true
 		if w.releasing.IsZero() {
-			w.logf("%s", strings.Replace(e.Message, "; release with Ctrl+C or SIGTERM", "; until the command is ready", 1))
+			w.logf("%s; until the command is ready", e.Message)
 		}
-	case "paused", "resumed", "telemetry", "kernel-failed":
+	case holder.Paused, holder.Resumed, holder.Telemetry, holder.KernelFailed:
 		w.logf("%s", e.Message)
-	case "released":
+	case holder.Released:
 		// The holder released by itself: a signal sent to it directly (under
 		// Slurm's proctrack/linuxproc every process of the job gets the TERM).
 		if w.lastRelease == "" && e.Reason != "" {
 			w.lastRelease = "the holder got " + e.Reason
 		}
-	case "tree-use":
+	case holder.TreeUse:
 		w.lastRelease = fmt.Sprintf("the command started using gpu %d: %s", e.GPU, e.Reason)
-	case "warning":
-		w.warnf("%s", firstNonEmpty(e.Message, e.Reason))
-	case "error":
-		w.holderErr = firstNonEmpty(e.Message, e.Reason)
+	case holder.Warning:
+		w.warnf("%s", e.Text())
+	case holder.Error:
+		w.holderErr = e.Text()
 	}
 }
 
@@ -650,25 +614,7 @@ func describe(ws syscall.WaitStatus) string {
 	case ws.Exited():
 		return fmt.Sprintf("exit status %d", ws.ExitStatus())
 	case ws.Signaled():
-		return "signal " + signalName(ws.Signal())
+		return "signal " + signals.Name(ws.Signal())
 	}
 	return "unknown status"
-}
-
-func signalName(s os.Signal) string {
-	if sig, ok := s.(syscall.Signal); ok {
-		if n := unix.SignalName(sig); n != "" {
-			return n
-		}
-	}
-	return s.String()
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }

@@ -1,0 +1,68 @@
+// Package holder is keepgpu's holder process: the one kind of keepgpu
+// process that holds GPUs. It owns the holder's Spec and its encoding as a
+// command line, Start (how a supervisor forks one), the event protocol a
+// holder speaks on its stdout, and Run, the holder's own loop.
+package holder
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keepgpu/keepgpu/keeper"
+)
+
+// Spec is what a holder holds and how. Args is its one encoding as a
+// command line; `keepgpu hold` decodes that command line into a Spec again.
+type Spec struct {
+	GPUs          keeper.GPUs
+	VRAM          keeper.VRAM
+	Util          int           // percent of each window the keep-alive kernel runs, 0..100
+	BusyThreshold int           // utilization not ours above which the kernel pauses; -1 never
+	Interval      time.Duration // how often telemetry is read
+	AllowPartial  bool          // keep the GPUs that started when others fail
+	// TreeOf, when above 0, is the root of the wrapped command's process
+	// tree: its processes are never foreign, and their use of a held GPU
+	// releases it.
+	TreeOf int
+}
+
+// options returns the keeper options the spec asks for.
+func (s Spec) options() keeper.Options {
+	return keeper.Options{
+		VRAM:          s.VRAM,
+		Util:          s.Util,
+		BusyThreshold: s.BusyThreshold,
+		Interval:      s.Interval,
+		AllowPartial:  s.AllowPartial,
+	}
+}
+
+// Args is the holder's command line after argv[0]: `hold --supervised`
+// told every setting explicitly, so that no KEEPGPU_* variable of the
+// supervisor's environment can change it.
+func (s Spec) Args() []string {
+	args := []string{"hold", "--supervised",
+		"--gpus", s.GPUs.String(), "--vram", s.VRAM.String(),
+		"--util", strconv.Itoa(s.Util), "--busy-threshold", strconv.Itoa(s.BusyThreshold),
+		"--interval", s.Interval.String()}
+	if s.AllowPartial {
+		args = append(args, "--allow-partial")
+	}
+	if s.TreeOf > 0 {
+		args = append(args, "--tree-of", strconv.Itoa(s.TreeOf))
+	}
+	return args
+}
+
+// Env is environ less its KEEPGPU_* settings: the holder's environment,
+// in which only its flags (see Args) say what to hold.
+func Env(environ []string) []string {
+	env := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, "KEEPGPU_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
