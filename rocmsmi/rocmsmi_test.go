@@ -21,8 +21,11 @@ import (
 // through the real HIP loader: VRAM, and the keep-alive load at half duty
 // until its standard input closes.
 func TestMain(m *testing.M) {
-	if os.Getenv("KEEPGPU_ROCMSMI_CHILD") == "hold" {
+	switch os.Getenv("KEEPGPU_ROCMSMI_CHILD") {
+	case "hold":
 		os.Exit(hold())
+	case "keep":
+		os.Exit(keep())
 	}
 	os.Exit(m.Run())
 }
