@@ -18,6 +18,9 @@ import (
 const guard = 10 * time.Second
 
 func TestMain(m *testing.M) {
+	if n := os.Getenv("KEEPGPU_TEST_CATCH"); n != "" {
+		catchProbe(n) // a child of TestReadySignalCaught
+	}
 	code := m.Run()
 	if code == 0 {
 		if leaks := waitForNoGoroutines("keepgpu/signals."); len(leaks) > 0 {
