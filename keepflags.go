@@ -39,11 +39,11 @@ func (f *KeepFlags) spec(warn func(string)) (holder.Spec, error) {
 			warn("--threshold is deprecated: use --vram " + f.Threshold)
 		}
 	}
-	if f.Util < 0 || f.Util > 100 {
-		return holder.Spec{}, usageError{fmt.Errorf("--util %d: want 0..100", f.Util)}
+	if err := keeper.CheckUtil(f.Util); err != nil {
+		return holder.Spec{}, usageError{fmt.Errorf("--util %w", err)}
 	}
-	if f.BusyThreshold < -1 || f.BusyThreshold > 100 {
-		return holder.Spec{}, usageError{fmt.Errorf("--busy-threshold %d: want -1 (never pause) or 0..100", f.BusyThreshold)}
+	if err := keeper.CheckBusyThreshold(f.BusyThreshold); err != nil {
+		return holder.Spec{}, usageError{fmt.Errorf("--busy-threshold %w", err)}
 	}
 	return holder.Spec{
 		GPUs:          f.GPUs,

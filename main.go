@@ -119,6 +119,10 @@ func newParser(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(c int) { panic(exitCode(c)) }),
 		kong.DefaultEnvars("KEEPGPU"),
+		// With a resolver, even one that resolves nothing, kong holds a bad
+		// KEEPGPU_* variable's error back until it knows whether the flag
+		// was given: a flag given wins over its variable, good or bad.
+		kong.Resolvers(kong.ResolverFunc(func(*kong.Context, *kong.Path, *kong.Flag) (any, error) { return nil, nil })),
 		kong.WithHyphenPrefixedParameters(true), // --busy-threshold -1
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 		kong.Bind(&stdio{out: stdout, err: stderr}),

@@ -3,7 +3,9 @@ package service
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"sort"
 	"strconv"
@@ -48,6 +50,23 @@ func CheckJobID(id string) error {
 	}
 	return nil
 }
+
+// CheckHost checks the host the service listens on or is reached at: an
+// IP address or a host name. An empty host is refused: it would listen on
+// every interface.
+func CheckHost(h string) error {
+	switch {
+	case h == "":
+		return errors.New("empty host; want an address such as 127.0.0.1, or a host name")
+	case net.ParseIP(h) != nil:
+		return nil
+	case len(h) > 253 || !hostRE.MatchString(h):
+		return fmt.Errorf("host %q: want an IP address or a host name (letters, digits, '-' and '.')", h)
+	}
+	return nil
+}
+
+var hostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$`)
 
 // paramError is a bad parameter: JSON-RPC -32602, HTTP 400.
 func paramError(format string, args ...any) *apiError {
