@@ -132,7 +132,8 @@ func (c *ServeCmd) Run(io *stdio) error {
 	}
 	defer service.RemovePIDFile(pidPath)
 
-	srv := service.New(service.Config{Token: tok, StopTimeout: time.Duration(c.StopTimeout), Version: buildVersion(), Log: io.err})
+	srv := service.New(service.Config{Token: tok, StopTimeout: time.Duration(c.StopTimeout), Version: buildVersion(), Log: io.err,
+		Hosts: []string{t.Host}})
 	fmt.Fprintf(io.out, "keepgpu: serving http://%s/ (pid %d)\n", addr, os.Getpid())
 	fmt.Fprintf(io.out, "Dashboard: http://%s/?token=%s\n", addr, tok)
 	fmt.Fprintf(io.out, "Stop with Ctrl+C or keepgpu service-stop%s; every session is stopped first.\n", flagsFor(t))

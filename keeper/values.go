@@ -189,11 +189,17 @@ func (i *Interval) UnmarshalText(b []byte) error {
 // String returns the interval as a Go duration.
 func (i Interval) String() string { return time.Duration(i).String() }
 
+// What CheckUtil and CheckBusyThreshold accept, in words.
+const (
+	UtilRange          = "0..100"
+	BusyThresholdRange = "-1 (never pause) or 0..100"
+)
+
 // CheckUtil checks a target utilization: 0..100 percent (0 holds VRAM
 // only). The caller names the flag or field in front of the error.
 func CheckUtil(n int) error {
 	if n < 0 || n > 100 {
-		return fmt.Errorf("%d: want 0..100", n)
+		return fmt.Errorf("%d: want %s", n, UtilRange)
 	}
 	return nil
 }
@@ -202,7 +208,7 @@ func CheckUtil(n int) error {
 // never pausing.
 func CheckBusyThreshold(n int) error {
 	if n < -1 || n > 100 {
-		return fmt.Errorf("%d: want -1 (never pause) or 0..100", n)
+		return fmt.Errorf("%d: want %s", n, BusyThresholdRange)
 	}
 	return nil
 }

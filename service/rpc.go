@@ -103,6 +103,9 @@ func (s *Server) call(ctx context.Context, raw json.RawMessage) *rpcResponse {
 	invalid := func(msg string) *rpcResponse {
 		return errorResponse(id, codeInvalidRequest, "invalid request: "+msg)
 	}
+	if err := duplicateMember(raw); err != nil {
+		return invalid(err.Error())
+	}
 	var unknown []string
 	for k := range m {
 		switch k {
