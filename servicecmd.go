@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
 	"github.com/keepgpu/keepgpu/cuda"
 	"github.com/keepgpu/keepgpu/keeper"
 	"github.com/keepgpu/keepgpu/service"
@@ -441,7 +439,7 @@ func (c *MCPCmd) Run(io *stdio) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	err = service.NewMCPServer(buildVersion(), connect).Run(ctx, &mcp.StdioTransport{})
+	err = service.NewMCPServer(buildVersion(), connect).Run(ctx, service.MCPTransport(os.Stdin, io.out))
 	if ctx.Err() != nil || errors.Is(err, goio.EOF) {
 		return nil
 	}

@@ -213,7 +213,7 @@ func TestRPC(t *testing.T) {
 		{"duplicate id", `{"jsonrpc":"2.0","id":1,"id":2,"method":"status"}`, `"code":-32600,"message":"invalid request: duplicate member \"id\""`},
 		{"duplicate method", `{"jsonrpc":"2.0","id":1,"method":"status","method":"stop_keep"}`, `duplicate member \"method\"`},
 		{"duplicate param", `{"jsonrpc":"2.0","id":1,"method":"stop_keep","params":{"job_id":"a","job_id":"b"}}`, `duplicate member \"job_id\"`},
-		{"duplicate in batch", `[{"jsonrpc":"2.0","id":1,"method":"status"},{"jsonrpc":"2.0","id":2,"method":"status","params":{"job_id":"a","job_id":"a"}}]`, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: duplicate member \"job_id\""},"id":2}`},
+		{"duplicate in batch", `[{"jsonrpc":"2.0","id":1,"method":"status"},{"jsonrpc":"2.0","id":2,"method":"status","params":{"job_id":"a","job_id":"a"}}]`, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: duplicate member \"job_id\""},"id":null}`},
 		{"stop empty job id", `{"jsonrpc":"2.0","id":1,"method":"stop_keep","params":{"job_id":""}}`, `"code":-32602,"message":"job_id: empty"`},
 		{"status bad job id", `{"jsonrpc":"2.0","id":1,"method":"status","params":{"job_id":"../x"}}`, `"code":-32602`},
 		{"job id number", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"job_id":5}}`, `job_id: want a string`},
