@@ -232,11 +232,12 @@ func (c *StartCmd) Run(io *stdio) error {
 	if err != nil {
 		return err
 	}
+	failed := st.State == service.StateRuntimeFailed
 	if c.JSON {
 		if err := printJSON(io.out, st); err != nil {
 			return err
 		}
-	} else {
+	} else if !failed { // a failed session was not started: no summary, no hints
 		fmt.Fprintf(io.out, "Started keep session job_id=%s\n", r.JobID)
 		switch st.State {
 		case service.StateActive:
@@ -252,7 +253,7 @@ func (c *StartCmd) Run(io *stdio) error {
 			fmt.Fprintf(io.out, "When all sessions are done, stop the service with: keepgpu service-stop%s\n", flagsFor(t))
 		}
 	}
-	if st.State == service.StateRuntimeFailed {
+	if failed {
 		return fmt.Errorf("session %s failed: %s (keepgpu stop --job-id %s%s clears it)", r.JobID, deref(st.LastError), r.JobID, flagsFor(t))
 	}
 	return nil
