@@ -3,6 +3,7 @@ package signals
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 )
 
@@ -17,6 +18,27 @@ func CheckPath(p string) error {
 		return fmt.Errorf("path %q: contains a newline or NUL", p)
 	}
 	return nil
+}
+
+// kindOf names the kind of file mode m is, for messages.
+func kindOf(m fs.FileMode) string {
+	switch m.Type() {
+	case 0:
+		return "a regular file"
+	case fs.ModeDir:
+		return "a directory"
+	case fs.ModeSymlink:
+		return "a symbolic link"
+	case fs.ModeSocket:
+		return "a socket"
+	case fs.ModeDevice:
+		return "a block device"
+	case fs.ModeDevice | fs.ModeCharDevice:
+		return "a character device"
+	case fs.ModeNamedPipe:
+		return "a FIFO"
+	}
+	return "a file of type " + m.Type().String()
 }
 
 // CheckMarker checks a --ready-marker text as [Marker] takes it: not
