@@ -30,6 +30,8 @@ type CLI struct {
 	Stop        StopCmd        `cmd:"" help:"Stop a session (--job-id) or every session (--all); returns once their GPUs are released."`
 	ServiceStop ServiceStopCmd `cmd:"" name:"service-stop" help:"Stop the service started by keepgpu start (refuses while sessions are active, unless --force)."`
 	MCP         MCPCmd         `cmd:"" name:"mcp" help:"Serve MCP on stdio: tools start_keep, stop_keep, status, list_gpus, through the service."`
+
+	Relay RelayCmd `cmd:"" hidden:"" help:"Copy stdin to stdout (keepgpu wrap --ready-marker's output, after the command exited)."`
 }
 
 // exitCode carries an exit status out of kong's Exit hook.

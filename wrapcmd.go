@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	goio "io"
 	"os"
 	"strings"
 	"syscall"
@@ -140,4 +141,16 @@ func (c *ReadyCmd) Run(io *stdio) error {
 		return err
 	}
 	return nil
+}
+
+// RelayCmd is `keepgpu relay`, hidden: what keepgpu wrap --ready-marker
+// starts when the command has exited and a background process of its still
+// holds its stdout or stderr. It copies stdin to stdout until every writer
+// of stdin is gone.
+type RelayCmd struct{}
+
+// Run copies stdin to stdout.
+func (c *RelayCmd) Run() error {
+	_, err := goio.CopyBuffer(os.Stdout, os.Stdin, make([]byte, 64<<10))
+	return err
 }
