@@ -25,9 +25,9 @@ import (
 // serviceFlags say where the service is: KeepGPU's --host and --port, or
 // --listen HOST:PORT.
 type serviceFlags struct {
-	Host   string `name:"host" default:"127.0.0.1" help:"Service host."`
-	Port   int    `name:"port" default:"8765" help:"Service port; 0 picks a free one, which the other commands find through the service's PID file."`
-	Listen string `name:"listen" placeholder:"HOST:PORT" help:"Host and port in one; overrides --host and --port."`
+	Host   string     `name:"host" default:"127.0.0.1" help:"Service host."`
+	Port   int        `name:"port" default:"8765" help:"Service port; 0 picks a free one, which the other commands find through the service's PID file."`
+	Listen listenFlag `name:"listen" placeholder:"HOST:PORT" help:"Host and port in one; overrides --host and --port."`
 }
 
 // target resolves the flags and the user's runtime dir.
@@ -35,7 +35,7 @@ func (f *serviceFlags) target() (service.Target, error) {
 	host, port := f.Host, f.Port
 	if f.Listen != "" {
 		var err error
-		if host, port, err = service.ParseListen(f.Listen); err != nil {
+		if host, port, err = service.ParseListen(string(f.Listen)); err != nil {
 			return service.Target{}, usageError{err}
 		}
 	}
@@ -353,12 +353,12 @@ type StopCmd struct {
 // Run stops the session(s), returns once their holders have exited, and
 // prints stop_keep's result as JSON; anything not stopped cleanly exits 1.
 func (c *StopCmd) Run(io *stdio) error {
-	if c.JobID == "" && !c.All {
-		return usageError{errors.New("give --job-id ID or --all")}
-	}
 	t, err := c.target()
 	if err != nil {
 		return err
+	}
+	if c.JobID == "" && !c.All {
+		return usageError{errors.New("give --job-id ID or --all")}
 	}
 	cl, err := connect(t)
 	if err != nil {

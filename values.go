@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"strings"
 	"syscall"
 
 	"github.com/keepgpu/keepgpu/service"
@@ -54,4 +57,41 @@ func (j *jobIDFlag) UnmarshalText(b []byte) error {
 	}
 	*j = jobIDFlag(b)
 	return nil
+}
+
+// listenFlag is a --listen HOST:PORT; see service.ParseListen. Empty is
+// refused: it would silently mean the default address.
+type listenFlag string
+
+func (l *listenFlag) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		return errors.New("empty; want HOST:PORT, such as 127.0.0.1:8765")
+	}
+	*l = listenFlag(b)
+	return nil
+}
+
+// thresholdFlag is KeepGPU's deprecated --threshold: an integer busy
+// threshold or a size, read by KeepFlags.spec. Empty is refused.
+type thresholdFlag string
+
+func (t *thresholdFlag) UnmarshalText(b []byte) error {
+	if len(strings.TrimSpace(string(b))) == 0 {
+		return errors.New("empty; want an integer busy threshold or a size")
+	}
+	*t = thresholdFlag(b)
+	return nil
+}
+
+// logFormat is --log-format: text or json. It is checked as it is read
+// (not with kong's enum, which would not name a bad KEEPGPU_LOG_FORMAT).
+type logFormat string
+
+func (l *logFormat) UnmarshalText(b []byte) error {
+	switch s := string(b); s {
+	case "text", "json":
+		*l = logFormat(s)
+		return nil
+	}
+	return fmt.Errorf("%q: want text or json", b)
 }
