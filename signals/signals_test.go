@@ -67,7 +67,7 @@ func waitForNoGoroutines(substr string) []string {
 
 // shortDir returns a fresh directory with a short path (Unix socket paths
 // are limited to 107 bytes; t.TempDir paths can be longer).
-func shortDir(t *testing.T) string {
+func shortDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "kg")
 	if err != nil {
