@@ -130,8 +130,15 @@ func (c *ServeCmd) Run(io *stdio) error {
 	}
 	defer service.RemovePIDFile(pidPath)
 
+	hosts := []string{t.Host}
+	if ip := net.ParseIP(t.Host); ip != nil && ip.IsUnspecified() {
+		// Every interface: the machine's own name reaches it too.
+		if name, err := os.Hostname(); err == nil {
+			hosts = append(hosts, name)
+		}
+	}
 	srv := service.New(service.Config{Token: tok, StopTimeout: time.Duration(c.StopTimeout), Version: buildVersion(), Log: io.err,
-		Hosts: []string{t.Host}})
+		Hosts: hosts})
 	fmt.Fprintf(io.out, "keepgpu: serving http://%s/ (pid %d)\n", addr, os.Getpid())
 	fmt.Fprintf(io.out, "Dashboard: http://%s/?token=%s\n", addr, tok)
 	fmt.Fprintf(io.out, "Stop with Ctrl+C or keepgpu service-stop%s; every session is stopped first.\n", flagsFor(t))
