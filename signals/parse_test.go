@@ -79,7 +79,8 @@ func TestReadySignalCaught(t *testing.T) {
 			continue // no need to ask
 		}
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "KEEPGPU_TEST_CATCH="+strconv.Itoa(n))
+		// The race detector would sleep a second at each child's exit.
+		cmd.Env = append(os.Environ(), "KEEPGPU_TEST_CATCH="+strconv.Itoa(n), "GORACE=atexit_sleep_ms=0")
 		out, _ := cmd.Output()
 		caught := strings.TrimSpace(string(out)) == "caught"
 		if caught == uncatchable {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -95,8 +96,9 @@ type wrapper struct {
 // markerPipe is the read end of a pipe the command writes its stdout or
 // stderr to, copied to dst by keepgpu while the command runs.
 type markerPipe struct {
-	r, dst *os.File
-	handed bool // the copy stopped for a relay to take over; set before copies.Done
+	r, dst  *os.File
+	handed  atomic.Bool   // r was closed to stop the copy: a relay takes over
+	stopped chan struct{} // closed when the copy has ended
 }
 
 func (w *wrapper) logf(format string, args ...any) {
@@ -278,22 +280,22 @@ func (w *wrapper) startChild(path string) error {
 			}
 			// A roomier pipe means fewer wake-ups per megabyte copied; the
 			// kernel may refuse (pipe-max-size), which costs only speed.
-			// (Through SyscallConn, not Fd, which would make r blocking
-			// and its read deadline, which waitCopies uses, ineffective.)
+			// (Through SyscallConn, not Fd, which would make r blocking,
+			// so that Close wakes a copy blocked reading it: see handOver.)
 			if rc, err := r.SyscallConn(); err == nil {
 				rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 1<<20) })
 			}
 			files[i+1] = wr
 			pipes = append(pipes, wr)
-			p := &markerPipe{r: r, dst: dst}
+			p := &markerPipe{r: r, dst: dst, stopped: make(chan struct{})}
 			w.pipes = append(w.pipes, p)
 			w.copies.Add(1)
 			go func() {
 				defer w.copies.Done()
+				defer close(p.stopped)
 				err := w.cfg.Marker.Copy(dst, r)
-				if errors.Is(err, os.ErrDeadlineExceeded) {
-					p.handed = true // waitCopies hands r to a relay
-					return
+				if p.handed.Load() {
+					return // waitCopies closed r: a relay copies the rest
 				}
 				defer r.Close()
 				if err != nil {
@@ -635,18 +637,54 @@ func (w *wrapper) waitCopies() {
 		return
 	case <-time.After(copyGrace):
 	}
+	// A copy blocked writing to keepgpu's own stdout (a reader that does
+	// not read) is abandoned after a while, as before.
+	abandon := time.After(2 * time.Second)
 	for _, p := range w.pipes {
-		p.r.SetReadDeadline(time.Unix(1, 0)) // stops the copy; the rest stays in the pipe
-	}
-	<-done
-	for _, p := range w.pipes {
-		if !p.handed {
-			continue
-		}
-		if err := w.relay(p.r, p.dst); err != nil {
+		relayed, err := w.handOver(p, abandon)
+		if err != nil {
 			w.warnf("output of the command's background processes after it exited is lost: %v", err)
 		}
-		p.r.Close()
+		if relayed == nil {
+			continue
+		}
+		if err := w.relay(relayed, p.dst); err != nil {
+			w.warnf("output of the command's background processes after it exited is lost: %v", err)
+		}
+		relayed.Close()
+	}
+}
+
+// handOver stops p's copy and returns a new descriptor of the pipe for a
+// relay, or nil if the copy had ended (every writer gone) or could not be
+// stopped before abandon. The copy is stopped by closing its descriptor:
+// what it read is written out, what it had not read stays in the pipe.
+func (w *wrapper) handOver(p *markerPipe, abandon <-chan time.Time) (*os.File, error) {
+	select {
+	case <-p.stopped:
+		return nil, nil
+	default:
+	}
+	rc, err := p.r.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fd := -1
+	if cerr := rc.Control(func(f uintptr) { fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	dup := os.NewFile(uintptr(fd), "command output")
+	p.handed.Store(true)
+	p.r.Close() // wakes the copy, in a read or a splice
+	select {
+	case <-p.stopped:
+		return dup, nil
+	case <-abandon:
+		dup.Close()
+		return nil, errors.New("it could not be written out within 2s of the command's exit")
 	}
 }
 
@@ -660,9 +698,6 @@ func (w *wrapper) relay(r, dst *os.File) error {
 	}
 	if argv0 == "" {
 		argv0 = os.Args[0]
-	}
-	if err := r.SetReadDeadline(time.Time{}); err != nil {
-		return err
 	}
 	p, err := os.StartProcess(path, []string{argv0, "relay"}, &os.ProcAttr{
 		Env:   holder.Env(os.Environ()),
