@@ -2,7 +2,8 @@
 # The whole test suite: formatting, vet, the build as it ships (without
 # cgo, for linux/amd64 and linux/arm64), every Go test with the race
 # detector against the project's fake GPU driver libraries (built by the
-# tests with gcc), and, as root, the Slurm tests on live one-node and
+# tests with gcc), every fuzz target for a bounded time (scripts/fuzz.sh;
+# KEEPGPU_SKIP_FUZZ=1 skips it), and, as root, the Slurm tests on live one-node and
 # three-node clusters (scripts/slurm-test.sh). Needs Go and gcc; no GPU,
 # driver or CUDA toolkit. Arguments go to go test; KEEPGPU_SKIP_SLURM=1
 # skips Slurm. As root it also runs scripts/compat-test.sh (arm64, an old
@@ -30,6 +31,14 @@ for arch in amd64 arm64; do
 	CGO_ENABLED=0 GOARCH=$arch go build -o /dev/null .
 done
 CGO_ENABLED=1 go test -race -count=1 -timeout 20m "$@" ./...
+
+# Every fuzz target for a bounded time (KEEPGPU_FUZZTIME each, default 12s),
+# unless KEEPGPU_SKIP_FUZZ=1.
+if [ -n "${KEEPGPU_SKIP_FUZZ:-}" ]; then
+	echo "fuzzing skipped (KEEPGPU_SKIP_FUZZ is set)"
+else
+	scripts/fuzz.sh
+fi
 
 # The Slurm tests start slurmctld, slurmd and munge (installing them if
 # missing): they need root.
