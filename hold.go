@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keepgpu/keepgpu/holder"
+	"github.com/keepgpu/keepgpu/keeper"
 	"github.com/keepgpu/keepgpu/signals"
 )
 
@@ -14,10 +15,10 @@ import (
 // holder.Spec.Args writes.
 type HoldCmd struct {
 	KeepFlags
-	MaxHold   time.Duration `name:"max-hold" placeholder:"DURATION" help:"Release by itself after this long (0: hold until told)."`
-	UntilFile string        `name:"until-file" placeholder:"PATH" help:"Release when PATH appears (it must not exist at start)."`
-	UntilFIFO string        `name:"until-fifo" placeholder:"PATH" help:"Release when a line is written to the FIFO at PATH (created 0600 if missing)."`
-	Poll      time.Duration `name:"poll" default:"200ms" placeholder:"DURATION" help:"How often --until-file is also polled, for NFS and Lustre."`
+	MaxHold   keeper.Timeout `name:"max-hold" placeholder:"DURATION" help:"Release by itself after this long (0: hold until told)."`
+	UntilFile pathFlag       `name:"until-file" placeholder:"PATH" help:"Release when PATH appears (it must not exist at start)."`
+	UntilFIFO pathFlag       `name:"until-fifo" placeholder:"PATH" help:"Release when a line is written to the FIFO at PATH (created 0600 if missing)."`
+	Poll      keeper.Period  `name:"poll" default:"200ms" placeholder:"DURATION" help:"How often --until-file is also polled, for NFS and Lustre."`
 
 	Supervised bool `name:"supervised" hidden:"" env:"-" help:"Write JSON events on stdout for the supervisor that started this holder."`
 	TreeOf     int  `name:"tree-of" hidden:"" env:"-" help:"Processes under this pid are the wrapped command's: never foreign, and their GPU use releases."`
@@ -43,12 +44,9 @@ func (c *HoldCmd) Run(io *stdio) error {
 	if err != nil {
 		return err
 	}
-	if c.MaxHold < 0 {
-		return usageError{fmt.Errorf("--max-hold %s: must not be negative", c.MaxHold)}
-	}
-	cfg := holder.Config{Spec: spec, MaxHold: c.MaxHold, Supervised: c.Supervised, Log: log}
+	cfg := holder.Config{Spec: spec, MaxHold: time.Duration(c.MaxHold), Supervised: c.Supervised, Log: log}
 	if c.UntilFile != "" {
-		s, err := signals.File(c.UntilFile, c.Poll)
+		s, err := signals.File(string(c.UntilFile), time.Duration(c.Poll))
 		if err != nil {
 			return usageError{fmt.Errorf("--until-file: %w", err)}
 		}
@@ -56,7 +54,7 @@ func (c *HoldCmd) Run(io *stdio) error {
 		cfg.Until = append(cfg.Until, s)
 	}
 	if c.UntilFIFO != "" {
-		s, err := signals.FIFO(c.UntilFIFO)
+		s, err := signals.FIFO(string(c.UntilFIFO))
 		if err != nil {
 			return usageError{fmt.Errorf("--until-fifo: %w", err)}
 		}

@@ -18,32 +18,32 @@ type KeepFlags struct {
 	BusyThreshold int             `name:"busy-threshold" aliases:"util-threshold" default:"25" placeholder:"PERCENT" help:"Pause the kernel while utilization not ours is above this; -1 never pauses."`
 	Interval      keeper.Interval `name:"interval" default:"2s" placeholder:"DURATION" help:"How often telemetry is read: a duration (2s, 500ms) or seconds (300)."`
 	AllowPartial  bool            `name:"allow-partial" help:"Keep holding the GPUs that started when others fail."`
-	Threshold     string          `name:"threshold" hidden:"" help:"Deprecated (KeepGPU): an integer sets --busy-threshold, a size sets --vram."`
+	Threshold     thresholdFlag   `name:"threshold" hidden:"" help:"Deprecated (KeepGPU): an integer sets --busy-threshold, a size sets --vram."`
 	Quiet         bool            `name:"quiet" short:"q" help:"Print only warnings and errors."`
-	LogFormat     string          `name:"log-format" enum:"text,json" default:"text" help:"Progress on stderr as text or JSON lines (${enum})."`
+	LogFormat     logFormat       `name:"log-format" default:"text" placeholder:"text|json" help:"Progress on stderr as text or JSON lines (text, json)."`
 }
 
 // spec checks the flags and turns them into what a holder holds. The
 // deprecation warning for --threshold goes to warn.
 func (f *KeepFlags) spec(warn func(string)) (holder.Spec, error) {
 	if f.Threshold != "" {
-		if n, err := strconv.Atoi(strings.TrimSpace(f.Threshold)); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(f.Threshold))); err == nil {
 			f.BusyThreshold = n
-			warn("--threshold is deprecated: use --busy-threshold " + f.Threshold)
+			warn("--threshold is deprecated: use --busy-threshold " + string(f.Threshold))
 		} else {
-			v, err := keeper.ParseVRAM(f.Threshold)
+			v, err := keeper.ParseVRAM(string(f.Threshold))
 			if err != nil {
 				return holder.Spec{}, usageError{fmt.Errorf("--threshold %q: neither an integer busy threshold nor a size: %w", f.Threshold, err)}
 			}
 			f.VRAM = v
-			warn("--threshold is deprecated: use --vram " + f.Threshold)
+			warn("--threshold is deprecated: use --vram " + string(f.Threshold))
 		}
 	}
-	if f.Util < 0 || f.Util > 100 {
-		return holder.Spec{}, usageError{fmt.Errorf("--util %d: want 0..100", f.Util)}
+	if err := keeper.CheckUtil(f.Util); err != nil {
+		return holder.Spec{}, usageError{fmt.Errorf("--util %w", err)}
 	}
-	if f.BusyThreshold < -1 || f.BusyThreshold > 100 {
-		return holder.Spec{}, usageError{fmt.Errorf("--busy-threshold %d: want -1 (never pause) or 0..100", f.BusyThreshold)}
+	if err := keeper.CheckBusyThreshold(f.BusyThreshold); err != nil {
+		return holder.Spec{}, usageError{fmt.Errorf("--busy-threshold %w", err)}
 	}
 	return holder.Spec{
 		GPUs:          f.GPUs,

@@ -81,8 +81,12 @@ func (c *ListGPUsCmd) fromService() ([]inventory.GPU, error) {
 		return nil, nil
 	}
 	t, err := c.target()
+	var u usageError
+	if errors.As(err, &u) {
+		return nil, err // a bad --host, --port or --listen
+	}
 	if err != nil {
-		return nil, nil
+		return nil, nil // no runtime dir: no service of the user's to ask
 	}
 	cl, err := service.Connect(context.Background(), t)
 	if err != nil {

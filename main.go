@@ -30,6 +30,8 @@ type CLI struct {
 	Stop        StopCmd        `cmd:"" help:"Stop a session (--job-id) or every session (--all); returns once their GPUs are released."`
 	ServiceStop ServiceStopCmd `cmd:"" name:"service-stop" help:"Stop the service started by keepgpu start (refuses while sessions are active, unless --force)."`
 	MCP         MCPCmd         `cmd:"" name:"mcp" help:"Serve MCP on stdio: tools start_keep, stop_keep, status, list_gpus, through the service."`
+
+	Relay RelayCmd `cmd:"" hidden:"" help:"Copy stdin to stdout (keepgpu wrap --ready-marker's output, after the command exited)."`
 }
 
 // exitCode carries an exit status out of kong's Exit hook.
@@ -119,6 +121,10 @@ func newParser(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(c int) { panic(exitCode(c)) }),
 		kong.DefaultEnvars("KEEPGPU"),
+		// With a resolver, even one that resolves nothing, kong holds a bad
+		// KEEPGPU_* variable's error back until it knows whether the flag
+		// was given: a flag given wins over its variable, good or bad.
+		kong.Resolvers(kong.ResolverFunc(func(*kong.Context, *kong.Path, *kong.Flag) (any, error) { return nil, nil })),
 		kong.WithHyphenPrefixedParameters(true), // --busy-threshold -1
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 		kong.Bind(&stdio{out: stdout, err: stderr}),

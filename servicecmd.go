@@ -16,9 +16,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
 	"github.com/keepgpu/keepgpu/cuda"
+	"github.com/keepgpu/keepgpu/keeper"
 	"github.com/keepgpu/keepgpu/service"
 	"github.com/keepgpu/keepgpu/signals"
 )
@@ -26,9 +25,9 @@ import (
 // serviceFlags say where the service is: KeepGPU's --host and --port, or
 // --listen HOST:PORT.
 type serviceFlags struct {
-	Host   string `name:"host" default:"127.0.0.1" help:"Service host."`
-	Port   int    `name:"port" default:"8765" help:"Service port; 0 picks a free one, which the other commands find through the service's PID file."`
-	Listen string `name:"listen" placeholder:"HOST:PORT" help:"Host and port in one; overrides --host and --port."`
+	Host   string     `name:"host" default:"127.0.0.1" help:"Service host."`
+	Port   int        `name:"port" default:"8765" help:"Service port; 0 picks a free one, which the other commands find through the service's PID file."`
+	Listen listenFlag `name:"listen" placeholder:"HOST:PORT" help:"Host and port in one; overrides --host and --port."`
 }
 
 // target resolves the flags and the user's runtime dir.
@@ -36,9 +35,16 @@ func (f *serviceFlags) target() (service.Target, error) {
 	host, port := f.Host, f.Port
 	if f.Listen != "" {
 		var err error
-		if host, port, err = service.ParseListen(f.Listen); err != nil {
+		if host, port, err = service.ParseListen(string(f.Listen)); err != nil {
 			return service.Target{}, usageError{err}
 		}
+	}
+	if err := service.CheckHost(host); err != nil {
+		flag := "--host"
+		if f.Listen != "" {
+			flag = "--listen"
+		}
+		return service.Target{}, usageError{fmt.Errorf("%s: %w", flag, err)}
 	}
 	if port < 0 || port > 65535 {
 		return service.Target{}, usageError{fmt.Errorf("--port %d: want 0..65535", port)}
@@ -80,7 +86,7 @@ func printJSON(w goio.Writer, v any) error {
 // ServeCmd is `keepgpu serve`: the service in the foreground.
 type ServeCmd struct {
 	serviceFlags
-	StopTimeout time.Duration `name:"stop-timeout" default:"10s" placeholder:"DURATION" help:"How long a session's holder has to release after SIGTERM before it is killed."`
+	StopTimeout keeper.Period `name:"stop-timeout" default:"10s" placeholder:"DURATION" help:"How long a session's holder has to release after SIGTERM before it is killed."`
 	Daemon      bool          `name:"daemon" hidden:"" env:"-" help:"Started by keepgpu start: its output is the daemon log."`
 }
 
@@ -124,7 +130,15 @@ func (c *ServeCmd) Run(io *stdio) error {
 	}
 	defer service.RemovePIDFile(pidPath)
 
-	srv := service.New(service.Config{Token: tok, StopTimeout: c.StopTimeout, Version: buildVersion(), Log: io.err})
+	hosts := []string{t.Host}
+	if ip := net.ParseIP(t.Host); ip != nil && ip.IsUnspecified() {
+		// Every interface: the machine's own name reaches it too.
+		if name, err := os.Hostname(); err == nil {
+			hosts = append(hosts, name)
+		}
+	}
+	srv := service.New(service.Config{Token: tok, StopTimeout: time.Duration(c.StopTimeout), Version: buildVersion(), Log: io.err,
+		Hosts: hosts})
 	fmt.Fprintf(io.out, "keepgpu: serving http://%s/ (pid %d)\n", addr, os.Getpid())
 	fmt.Fprintf(io.out, "Dashboard: http://%s/?token=%s\n", addr, tok)
 	fmt.Fprintf(io.out, "Stop with Ctrl+C or keepgpu service-stop%s; every session is stopped first.\n", flagsFor(t))
@@ -177,10 +191,10 @@ func watchPIDFile(ctx context.Context, path string, gone func()) {
 type StartCmd struct {
 	KeepFlags
 	serviceFlags
-	JobID     string        `name:"job-id" placeholder:"ID" help:"The session's id (default: a random UUID): letters, digits, '.', '_', '-', '~'."`
-	AutoStart bool          `name:"auto-start" default:"true" negatable:"" help:"Start the service in the background when it is not running."`
-	Wait      time.Duration `name:"wait" default:"60s" placeholder:"DURATION" help:"Wait this long for the session to hold its GPUs (0: return at once)."`
-	JSON      bool          `name:"json" help:"Print the session's status as JSON instead of the summary."`
+	JobID     jobIDFlag      `name:"job-id" placeholder:"ID" help:"The session's id (default: a random UUID): letters, digits, '.', '_', '-', '~'."`
+	AutoStart bool           `name:"auto-start" default:"true" negatable:"" help:"Start the service in the background when it is not running."`
+	Wait      keeper.Timeout `name:"wait" default:"60s" placeholder:"DURATION" help:"Wait this long for the session to hold its GPUs (0: return at once)."`
+	JSON      bool           `name:"json" help:"Print the session's status as JSON instead of the summary."`
 }
 
 // Run checks the flags before anything starts, makes sure the service runs,
@@ -189,11 +203,6 @@ func (c *StartCmd) Run(io *stdio) error {
 	spec, err := c.spec(func(w string) { fmt.Fprintf(io.err, "keepgpu: warning: %s\n", w) })
 	if err != nil {
 		return err
-	}
-	if c.JobID != "" {
-		if err := service.CheckJobID(c.JobID); err != nil {
-			return usageError{fmt.Errorf("--job-id: %w", err)}
-		}
 	}
 	t, err := c.target()
 	if err != nil {
@@ -222,19 +231,20 @@ func (c *StartCmd) Run(io *stdio) error {
 	var r struct {
 		JobID string `json:"job_id"`
 	}
-	params := service.Params{JobID: c.JobID, Spec: spec}.StartParams()
+	params := service.Params{JobID: string(c.JobID), Spec: spec}.StartParams()
 	if err := cl.Call(ctx, "start_keep", params, &r); err != nil {
 		return err
 	}
-	st, err := waitStarted(ctx, cl, r.JobID, c.Wait)
+	st, err := waitStarted(ctx, cl, r.JobID, time.Duration(c.Wait))
 	if err != nil {
 		return err
 	}
+	failed := st.State == service.StateRuntimeFailed
 	if c.JSON {
 		if err := printJSON(io.out, st); err != nil {
 			return err
 		}
-	} else {
+	} else if !failed { // a failed session was not started: no summary, no hints
 		fmt.Fprintf(io.out, "Started keep session job_id=%s\n", r.JobID)
 		switch st.State {
 		case service.StateActive:
@@ -250,7 +260,7 @@ func (c *StartCmd) Run(io *stdio) error {
 			fmt.Fprintf(io.out, "When all sessions are done, stop the service with: keepgpu service-stop%s\n", flagsFor(t))
 		}
 	}
-	if st.State == service.StateRuntimeFailed {
+	if failed {
 		return fmt.Errorf("session %s failed: %s (keepgpu stop --job-id %s%s clears it)", r.JobID, deref(st.LastError), r.JobID, flagsFor(t))
 	}
 	return nil
@@ -309,7 +319,7 @@ func showEnv(v *string) string {
 // StatusCmd is `keepgpu status`.
 type StatusCmd struct {
 	serviceFlags
-	JobID string `name:"job-id" placeholder:"ID" help:"The session to show (default: every session)."`
+	JobID jobIDFlag `name:"job-id" placeholder:"ID" help:"The session to show (default: every session)."`
 }
 
 // Run prints the status as JSON; an unknown job id exits 1.
@@ -324,7 +334,7 @@ func (c *StatusCmd) Run(io *stdio) error {
 	}
 	params := map[string]any{}
 	if c.JobID != "" {
-		params["job_id"] = c.JobID
+		params["job_id"] = string(c.JobID)
 	}
 	var r json.RawMessage
 	if err := cl.Call(context.Background(), "status", params, &r); err != nil {
@@ -343,19 +353,19 @@ func (c *StatusCmd) Run(io *stdio) error {
 // StopCmd is `keepgpu stop`.
 type StopCmd struct {
 	serviceFlags
-	JobID string `name:"job-id" xor:"which" placeholder:"ID" help:"The session to stop."`
-	All   bool   `name:"all" xor:"which" env:"-" help:"Stop every session."`
+	JobID jobIDFlag `name:"job-id" xor:"which" placeholder:"ID" help:"The session to stop."`
+	All   bool      `name:"all" xor:"which" env:"-" help:"Stop every session."`
 }
 
 // Run stops the session(s), returns once their holders have exited, and
 // prints stop_keep's result as JSON; anything not stopped cleanly exits 1.
 func (c *StopCmd) Run(io *stdio) error {
-	if c.JobID == "" && !c.All {
-		return usageError{errors.New("give --job-id ID or --all")}
-	}
 	t, err := c.target()
 	if err != nil {
 		return err
+	}
+	if c.JobID == "" && !c.All {
+		return usageError{errors.New("give --job-id ID or --all")}
 	}
 	cl, err := connect(t)
 	if err != nil {
@@ -363,7 +373,7 @@ func (c *StopCmd) Run(io *stdio) error {
 	}
 	params := map[string]any{}
 	if !c.All {
-		params["job_id"] = c.JobID
+		params["job_id"] = string(c.JobID)
 	}
 	var r service.StopResult
 	if err := cl.Call(context.Background(), "stop_keep", params, &r); err != nil {
@@ -385,7 +395,7 @@ func (c *StopCmd) Run(io *stdio) error {
 type ServiceStopCmd struct {
 	serviceFlags
 	Force bool          `name:"force" env:"-" help:"Stop the service even while sessions hold GPUs (they are stopped first), and kill it if it does not exit."`
-	Wait  time.Duration `name:"wait" default:"60s" placeholder:"DURATION" help:"How long the service has to stop its sessions and exit."`
+	Wait  keeper.Period `name:"wait" default:"60s" placeholder:"DURATION" help:"How long the service has to stop its sessions and exit."`
 }
 
 // Run stops the user's service through its PID file, after checking that
@@ -395,7 +405,7 @@ func (c *ServiceStopCmd) Run(io *stdio) error {
 	if err != nil {
 		return err
 	}
-	p, err := service.StopDaemon(context.Background(), t, c.Force, c.Wait)
+	p, err := service.StopDaemon(context.Background(), t, c.Force, time.Duration(c.Wait))
 	if err != nil {
 		return err
 	}
@@ -437,7 +447,7 @@ func (c *MCPCmd) Run(io *stdio) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	err = service.NewMCPServer(buildVersion(), connect).Run(ctx, &mcp.StdioTransport{})
+	err = service.NewMCPServer(buildVersion(), connect).Run(ctx, service.MCPTransport(os.Stdin, io.out))
 	if ctx.Err() != nil || errors.Is(err, goio.EOF) {
 		return nil
 	}

@@ -2,14 +2,13 @@ package main
 
 import (
 	"fmt"
+	goio "io"
 	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/keepgpu/keepgpu/keeper"
 	"github.com/keepgpu/keepgpu/signals"
 	"github.com/keepgpu/keepgpu/wrap"
 )
@@ -18,16 +17,16 @@ import (
 // runs, and hand them over when it says it is ready or exits.
 type WrapCmd struct {
 	KeepFlags
-	ReadyFile       string        `name:"ready-file" placeholder:"PATH" help:"Release when PATH appears. It must not exist when keepgpu starts."`
-	Poll            time.Duration `name:"poll" default:"200ms" placeholder:"DURATION" help:"How often --ready-file is also polled, for NFS and Lustre, which send no file events."`
-	PollOnly        bool          `name:"poll-only" help:"Watch --ready-file by polling alone, without inotify (for file systems whose change events mislead)."`
-	ReadyFIFO       string        `name:"ready-fifo" placeholder:"PATH" help:"Release when a line is written to the FIFO at PATH (created 0600 if missing)."`
-	ReadyMarker     string        `name:"ready-marker" placeholder:"TEXT" help:"Release when a line of the command's stdout or stderr contains TEXT."`
-	ReadySignal     string        `name:"ready-signal" placeholder:"SIG" help:"Release when keepgpu receives SIG (for example USR2); it is then not forwarded. Off by default: Slurm sends USR1/USR2 for its own reasons."`
-	ReleaseOnGPUUse bool          `name:"release-on-gpu-use" default:"true" negatable:"" help:"Release as soon as the command or a descendant opens a GPU."`
-	RequireGPU      bool          `name:"require-gpu" help:"Exit 125 without running the command if no GPU can be held."`
-	MaxHold         time.Duration `name:"max-hold" placeholder:"DURATION" help:"Release after this long even if the command is not ready."`
-	Command         []string      `arg:"" optional:"" passthrough:"partial" name:"command" help:"The command and its arguments."`
+	ReadyFile       pathFlag       `name:"ready-file" placeholder:"PATH" help:"Release when PATH appears. It must not exist when keepgpu starts."`
+	Poll            keeper.Period  `name:"poll" default:"200ms" placeholder:"DURATION" help:"How often --ready-file is also polled, for NFS and Lustre, which send no file events."`
+	PollOnly        bool           `name:"poll-only" help:"Watch --ready-file by polling alone, without inotify (for file systems whose change events mislead)."`
+	ReadyFIFO       pathFlag       `name:"ready-fifo" placeholder:"PATH" help:"Release when a line is written to the FIFO at PATH (created 0600 if missing)."`
+	ReadyMarker     markerFlag     `name:"ready-marker" placeholder:"TEXT" help:"Release when a line of the command's stdout or stderr contains TEXT."`
+	ReadySignal     signalFlag     `name:"ready-signal" placeholder:"SIG" help:"Release when keepgpu receives SIG (for example USR2); it is then not forwarded. Off by default: Slurm sends USR1/USR2 for its own reasons."`
+	ReleaseOnGPUUse bool           `name:"release-on-gpu-use" default:"true" negatable:"" help:"Release as soon as the command or a descendant opens a GPU."`
+	RequireGPU      bool           `name:"require-gpu" help:"Exit 125 without running the command if no GPU can be held."`
+	MaxHold         keeper.Timeout `name:"max-hold" placeholder:"DURATION" help:"Release after this long even if the command is not ready."`
+	Command         []string       `arg:"" optional:"" passthrough:"partial" name:"command" help:"The command and its arguments."`
 }
 
 // Run runs the command and exits with its status; see wrap.Run.
@@ -51,7 +50,7 @@ func (c *WrapCmd) Run(io *stdio) error {
 		Holder:          &spec,
 		ReleaseOnGPUUse: c.ReleaseOnGPUUse,
 		RequireGPU:      c.RequireGPU,
-		MaxHold:         c.MaxHold,
+		MaxHold:         time.Duration(c.MaxHold),
 		Quiet:           c.Quiet,
 		SocketDir:       runtimeDir(),
 		Stdin:           os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
@@ -72,7 +71,7 @@ func (c *WrapCmd) Run(io *stdio) error {
 		if c.PollOnly {
 			watch = signals.PollFile
 		}
-		s, err := watch(c.ReadyFile, c.Poll)
+		s, err := watch(string(c.ReadyFile), time.Duration(c.Poll))
 		if err != nil {
 			return fail("--ready-file: %v", err)
 		}
@@ -80,7 +79,7 @@ func (c *WrapCmd) Run(io *stdio) error {
 		env = setenv(env, "KEEPGPU_READY_FILE", s.Path())
 	}
 	if c.ReadyFIFO != "" {
-		s, err := signals.FIFO(c.ReadyFIFO)
+		s, err := signals.FIFO(string(c.ReadyFIFO))
 		if err != nil {
 			return fail("--ready-fifo: %v", err)
 		}
@@ -88,18 +87,15 @@ func (c *WrapCmd) Run(io *stdio) error {
 		env = setenv(env, "KEEPGPU_READY_FIFO", s.Path())
 	}
 	if c.ReadyMarker != "" {
-		m, err := signals.Marker(c.ReadyMarker)
+		m, err := signals.Marker(string(c.ReadyMarker))
 		if err != nil {
 			return fail("--ready-marker: %v", err)
 		}
 		cfg.Marker = m
-		env = setenv(env, "KEEPGPU_READY_MARKER", c.ReadyMarker)
+		env = setenv(env, "KEEPGPU_READY_MARKER", string(c.ReadyMarker))
 	}
-	if c.ReadySignal != "" {
-		sig, err := parseSignal(c.ReadySignal)
-		if err != nil {
-			return fail("--ready-signal: %v", err)
-		}
+	if c.ReadySignal != 0 {
+		sig := syscall.Signal(c.ReadySignal)
 		cfg.ReadySignal = sig
 		cfg.Sources = append(cfg.Sources, signals.Signal(sig))
 	}
@@ -118,34 +114,6 @@ func setenv(env []string, key, value string) []string {
 	return append(out, key+"="+value)
 }
 
-// parseSignal reads USR2, SIGUSR2 or 12.
-func parseSignal(s string) (syscall.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n >= 65 {
-			return 0, fmt.Errorf("%q: no such signal", s)
-		}
-		sig := syscall.Signal(n)
-		if sig == syscall.SIGKILL || sig == syscall.SIGSTOP {
-			return 0, fmt.Errorf("%q cannot be caught", s)
-		}
-		return sig, nil
-	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	sig := unix.SignalNum(name)
-	switch sig {
-	case 0:
-		return 0, fmt.Errorf("%q: no such signal", s)
-	case syscall.SIGKILL, syscall.SIGSTOP:
-		return 0, fmt.Errorf("%q cannot be caught", s)
-	case syscall.SIGCHLD, syscall.SIGINT, syscall.SIGTERM:
-		return 0, fmt.Errorf("%q already has a meaning to keepgpu wrap", s)
-	}
-	return sig, nil
-}
-
 // runtimeDir is where per-run sockets go: the user's XDG runtime dir, or
 // the temporary directory.
 func runtimeDir() string {
@@ -160,17 +128,29 @@ func runtimeDir() string {
 // ReadyCmd is `keepgpu ready`: tell the surrounding keepgpu wrap that the
 // command is ready for its GPUs.
 type ReadyCmd struct {
-	NoWait  bool          `name:"no-wait" help:"Return once the request is accepted, before the GPUs are released."`
-	Timeout time.Duration `name:"timeout" default:"60s" placeholder:"DURATION" help:"Give up after this long (0: wait as long as it takes)."`
+	NoWait  bool           `name:"no-wait" help:"Return once the request is accepted, before the GPUs are released."`
+	Timeout keeper.Timeout `name:"timeout" default:"60s" placeholder:"DURATION" help:"Give up after this long (0: wait as long as it takes)."`
 }
 
 // Run asks for the release and, unless --no-wait, returns once the holder
 // has exited and its VRAM is back with the driver.
 func (c *ReadyCmd) Run(io *stdio) error {
-	ctx, cancel := contextWithTimeout(c.Timeout)
+	ctx, cancel := contextWithTimeout(time.Duration(c.Timeout))
 	defer cancel()
 	if err := signals.Ready(ctx, os.Getenv(signals.ReadyEnv), !c.NoWait); err != nil {
 		return err
 	}
 	return nil
+}
+
+// RelayCmd is `keepgpu relay`, hidden: what keepgpu wrap --ready-marker
+// starts when the command has exited and a background process of its still
+// holds its stdout or stderr. It copies stdin to stdout until every writer
+// of stdin is gone.
+type RelayCmd struct{}
+
+// Run copies stdin to stdout.
+func (c *RelayCmd) Run() error {
+	_, err := goio.CopyBuffer(os.Stdout, os.Stdin, make([]byte, 64<<10))
+	return err
 }

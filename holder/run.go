@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -69,7 +70,21 @@ func Run(cfg Config) error {
 			}
 		}
 	}
-	opt.Events = func(e keeper.Event) { log.keeper(e, cfg.Util) }
+	// A keeper may see the wrapped tree use its GPU before every GPU is
+	// held: its tree-use event waits for the holding event, so that the
+	// stream always says "holding" before what ends the hold.
+	var evMu sync.Mutex
+	holding := false
+	var early []keeper.Event
+	opt.Events = func(e keeper.Event) {
+		evMu.Lock()
+		defer evMu.Unlock()
+		if !holding && Kind(e.Kind) == TreeUse {
+			early = append(early, e)
+			return
+		}
+		log.keeper(e, cfg.Util)
+	}
 
 	type started struct {
 		g   *keeper.Group
@@ -109,6 +124,12 @@ func Run(cfg Config) error {
 		msg += "; release with Ctrl+C or SIGTERM"
 	}
 	log.report(Event{Kind: Holding, GPU: -1, Message: msg, GPUs: held})
+	evMu.Lock()
+	holding = true
+	for _, e := range early {
+		log.keeper(e, cfg.Util)
+	}
+	evMu.Unlock()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

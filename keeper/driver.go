@@ -47,7 +47,7 @@ func Hold(ctx context.Context, sel GPUs, opt Options) (*Group, error) {
 		for _, g := range picked {
 			s, err := nv.Sample(g.UUID)
 			if err == nil && s.ModeErr == nil && s.ComputeMode == nvml.ComputeExclusiveProcess {
-				emit(Event{Time: time.Now(), Kind: "warning", GPU: g.Ordinal, UUID: g.UUID,
+				emit(Event{Time: time.Now(), Kind: "warning", GPU: g.Ordinal, UUID: g.UUID, Name: g.Name,
 					Reason: "exclusive-process compute mode: no other process can create a context while keepgpu holds this GPU; give the command a ready signal before it starts CUDA"})
 			}
 		}

@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
+	"regexp"
 	"strconv"
 	"strings"
-	"unicode"
 
 	"github.com/keepgpu/keepgpu/cuda"
 )
@@ -42,16 +43,28 @@ var units = map[string]uint64{
 	"PIB": 1 << 50,
 }
 
+// MinBytes is the smallest size keepgpu holds (KeepGPU 1.0.0's limit).
+const MinBytes = 4
+
+// number is a size's number: digits, with an optional fraction.
+var number = regexp.MustCompile(`^([0-9]+(\.[0-9]*)?|\.[0-9]+)$`)
+
 // ParseVRAM reads a --vram value: "1GiB", "1.5 GB", "4096" (bytes), "50%",
-// or "max". Unit prefixes fold case but the byte "B" must be upper case:
-// KeepGPU reads "Gb" and "Gib" as bits, and keepgpu refuses them with a hint
-// rather than silently holding an eighth of what was meant.
+// or "max". This one function reads sizes from flags, KEEPGPU_VRAM and the
+// service's API alike.
+//
+// A unit in lower case only is bytes ("1gb" is 10^9 bytes, "512mib" is 512
+// MiB), and so is one whose "B" is upper case ("1GB", "1gB"); KeepGPU reads
+// the mixed-case forms with a lower-case "b" ("Gb", "Gib", "GIb") as bits,
+// and keepgpu refuses those with a hint rather than silently hold an
+// eighth of what was meant. A size is a whole number of bytes from 4 bytes
+// to 1 PiB: "1.5" (one and a half bytes) and "0" are refused.
 func ParseVRAM(s string) (VRAM, error) {
 	in := strings.TrimSpace(s)
 	v := VRAM{text: in}
 	switch {
 	case in == "":
-		return v, errors.New("empty size")
+		return v, errors.New("size: empty; want a size such as 1GiB, 512MiB, 2GB, 50% or max")
 	case strings.EqualFold(in, "max"):
 		v.Max = true
 		return v, nil
@@ -63,28 +76,36 @@ func ParseVRAM(s string) (VRAM, error) {
 		v.Percent = p
 		return v, nil
 	}
-	i := strings.IndexFunc(in, func(r rune) bool { return !(unicode.IsDigit(r) || r == '.') })
+	i := strings.IndexFunc(in, func(r rune) bool { return !(r >= '0' && r <= '9' || r == '.') })
 	if i < 0 {
 		i = len(in)
 	}
 	num, unit := in[:i], strings.TrimSpace(in[i:])
-	n, err := strconv.ParseFloat(num, 64)
-	if num == "" || err != nil || strings.Count(num, ".") > 1 {
+	if !number.MatchString(num) {
 		return v, fmt.Errorf("size %q: want a number and a unit, as 1GiB, 512MiB, 2GB, 50%% or max", s)
 	}
-	if strings.HasSuffix(unit, "b") {
+	if strings.HasSuffix(unit, "b") && unit != strings.ToLower(unit) {
 		return v, fmt.Errorf("size %q: %q is a unit of bits; keepgpu counts bytes: write %sB (decimal) or %siB (binary)",
 			s, unit, bitPrefix(unit), bitPrefix(unit))
 	}
 	mult, ok := units[strings.ToUpper(unit)]
 	if !ok {
-		return v, fmt.Errorf("size %q: unknown unit %q (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)", s, unit)
+		return v, fmt.Errorf("size %q: unknown unit %q (use B, KB, MB, GB, TB, PB, KiB, MiB, GiB, TiB or PiB)", s, unit)
 	}
-	bytes := n * float64(mult)
-	if bytes > MaxBytes {
+	r, ok := new(big.Rat).SetString(num)
+	if !ok {
+		return v, fmt.Errorf("size %q: want a number and a unit, as 1GiB, 512MiB, 2GB, 50%% or max", s)
+	}
+	r.Mul(r, new(big.Rat).SetInt(new(big.Int).SetUint64(mult)))
+	switch {
+	case r.Cmp(big.NewRat(MaxBytes, 1)) > 0:
 		return v, fmt.Errorf("size %q: more than 1 PiB", s)
+	case !r.IsInt():
+		return v, fmt.Errorf("size %q: not a whole number of bytes (%s bytes); write a whole number or a larger unit", s, r.FloatString(3))
+	case r.Cmp(big.NewRat(MinBytes, 1)) < 0:
+		return v, fmt.Errorf("size %q: less than %d bytes", s, MinBytes)
 	}
-	v.Bytes = uint64(math.Round(bytes))
+	v.Bytes = r.Num().Uint64()
 	return v, nil
 }
 
@@ -125,7 +146,11 @@ func (v VRAM) Resolve(total, free uint64) (uint64, error) {
 		}
 		return free - maxMargin, nil
 	case v.Percent > 0:
-		return uint64(float64(total) * v.Percent / 100), nil
+		n := uint64(float64(total) * v.Percent / 100)
+		if n < MinBytes {
+			return 0, fmt.Errorf("--vram %s of the card's %s is less than %d bytes", v, cuda.FormatBytes(total), MinBytes)
+		}
+		return n, nil
 	}
 	if v.Bytes > total {
 		return 0, fmt.Errorf("--vram %s is more than the card's %s", v, cuda.FormatBytes(total))

@@ -1,7 +1,9 @@
 package keeper
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -32,12 +34,17 @@ type GPUs struct {
 	Entries []string // ordinals as decimal strings, or UUIDs (or unique UUID prefixes)
 }
 
-// ParseGPUs reads "all" (or "") or a comma-separated list of ordinals and
-// UUIDs. Empty entries, negative numbers, duplicates and more than 64 entries
-// are refused.
+// ParseGPUs reads "all" or a comma-separated list of ordinals and UUIDs
+// (or unique UUID prefixes). An empty value is refused, never read as
+// "all": an unset variable in a script must not select every GPU. Ordinals
+// must be written canonically (1, not +1, 01 or -0), as KeepGPU 1.0.0
+// requires; empty entries, duplicates and more than 64 entries are refused.
 func ParseGPUs(s string) (GPUs, error) {
 	s = strings.TrimSpace(s)
-	if s == "" || strings.EqualFold(s, "all") {
+	switch {
+	case s == "":
+		return GPUs{}, errors.New(`gpus "": empty; write all, or GPU ordinals or UUIDs separated by commas`)
+	case strings.EqualFold(s, "all"):
 		return GPUs{All: true}, nil
 	}
 	parts := strings.Split(s, ",")
@@ -52,12 +59,17 @@ func ParseGPUs(s string) (GPUs, error) {
 		case p == "":
 			return GPUs{}, fmt.Errorf("gpus %q: empty entry", s)
 		case isUUID(p):
+			if len(p) == len("GPU-") || strings.IndexFunc(p, notUUIDRune) >= 0 {
+				return GPUs{}, fmt.Errorf("gpus %q: %q is not a UUID: want GPU- or MIG- and hex digits and dashes", s, p)
+			}
 		default:
 			n, err := strconv.Atoi(p)
 			if err != nil || n < 0 {
 				return GPUs{}, fmt.Errorf("gpus %q: %q is neither a GPU ordinal (0, 1, …) nor a UUID (GPU-…)", s, p)
 			}
-			p = strconv.Itoa(n)
+			if strconv.Itoa(n) != p {
+				return GPUs{}, fmt.Errorf("gpus %q: write the ordinal %q as %d", s, p, n)
+			}
 		}
 		if seen[strings.ToLower(p)] {
 			return GPUs{}, fmt.Errorf("gpus %q: %s given twice", s, p)
@@ -71,6 +83,10 @@ func ParseGPUs(s string) (GPUs, error) {
 func isUUID(s string) bool {
 	u := strings.ToUpper(s)
 	return strings.HasPrefix(u, "GPU-") || strings.HasPrefix(u, "MIG-")
+}
+
+func notUUIDRune(r rune) bool {
+	return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-')
 }
 
 // UnmarshalText parses a --gpus value; see ParseGPUs.
@@ -146,8 +162,11 @@ func ParseInterval(s string) (Interval, error) {
 	d, err := time.ParseDuration(s)
 	if err != nil {
 		f, ferr := strconv.ParseFloat(s, 64)
-		if ferr != nil {
+		if ferr != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 			return 0, fmt.Errorf("interval %q: want a duration such as 2s or 500ms, or a number of seconds", s)
+		}
+		if f < 0 || f > (24*time.Hour).Seconds() {
+			return 0, fmt.Errorf("interval %q: want between 10ms and 24h", s)
 		}
 		d = time.Duration(f * float64(time.Second))
 	}
@@ -169,3 +188,93 @@ func (i *Interval) UnmarshalText(b []byte) error {
 
 // String returns the interval as a Go duration.
 func (i Interval) String() string { return time.Duration(i).String() }
+
+// What CheckUtil and CheckBusyThreshold accept, in words.
+const (
+	UtilRange          = "0..100"
+	BusyThresholdRange = "-1 (never pause) or 0..100"
+)
+
+// CheckUtil checks a target utilization: 0..100 percent (0 holds VRAM
+// only). The caller names the flag or field in front of the error.
+func CheckUtil(n int) error {
+	if n < 0 || n > 100 {
+		return fmt.Errorf("%d: want %s", n, UtilRange)
+	}
+	return nil
+}
+
+// CheckBusyThreshold checks a busy threshold: 0..100 percent, or -1 for
+// never pausing.
+func CheckBusyThreshold(n int) error {
+	if n < -1 || n > 100 {
+		return fmt.Errorf("%d: want %s", n, BusyThresholdRange)
+	}
+	return nil
+}
+
+// Timeout is a length of time that may be 0, which means no limit: a Go
+// duration ("90s", "1h30m"), never negative.
+type Timeout time.Duration
+
+// ParseTimeout reads a Timeout.
+func ParseTimeout(s string) (Timeout, error) {
+	d, err := parseDuration(s)
+	if err != nil {
+		return 0, err
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("duration %q: must not be negative (0 means no limit)", s)
+	}
+	return Timeout(d), nil
+}
+
+// UnmarshalText parses a timeout; see ParseTimeout.
+func (t *Timeout) UnmarshalText(b []byte) error {
+	p, err := ParseTimeout(string(b))
+	if err != nil {
+		return err
+	}
+	*t = p
+	return nil
+}
+
+// String returns the timeout as a Go duration.
+func (t Timeout) String() string { return time.Duration(t).String() }
+
+// Period is how often something is done: a Go duration from 1ms to 24h.
+type Period time.Duration
+
+// ParsePeriod reads a Period.
+func ParsePeriod(s string) (Period, error) {
+	d, err := parseDuration(s)
+	if err != nil {
+		return 0, err
+	}
+	if d < time.Millisecond || d > 24*time.Hour {
+		return 0, fmt.Errorf("duration %q: want between 1ms and 24h", s)
+	}
+	return Period(d), nil
+}
+
+// UnmarshalText parses a period; see ParsePeriod.
+func (p *Period) UnmarshalText(b []byte) error {
+	v, err := ParsePeriod(string(b))
+	if err != nil {
+		return err
+	}
+	*p = v
+	return nil
+}
+
+// String returns the period as a Go duration.
+func (p Period) String() string { return time.Duration(p).String() }
+
+// parseDuration reads a Go duration, with the input in the error.
+func parseDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("duration %q: want a Go duration such as 90s, 500ms or 1h30m", s)
+	}
+	return d, nil
+}

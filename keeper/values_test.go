@@ -15,19 +15,27 @@ func TestParseGPUs(t *testing.T) {
 		want string
 		err  string
 	}{
-		{in: "", all: true},
+		{in: "", err: "empty"},
+		{in: "  ", err: "empty"},
 		{in: "all", all: true},
 		{in: "ALL", all: true},
 		{in: "0", want: "0"},
 		{in: "1,0", want: "1,0"},
-		{in: " 2 , 03 ", want: "2,3"},
+		{in: " 2 , 3 ", want: "2,3"},
+		{in: "03", err: "write the ordinal"},
+		{in: "+1", err: "write the ordinal"},
+		{in: "-0", err: "write the ordinal"},
+		{in: "00", err: "write the ordinal"},
+		{in: "GPU-", err: "not a UUID"},
+		{in: "GPU-ü", err: "not a UUID"},
+		{in: "99999999999999999999", err: "neither a GPU ordinal"},
 		{in: "GPU-abc,1", want: "GPU-abc,1"},
 		{in: "MIG-1234", want: "MIG-1234"},
 		{in: "0,,1", err: "empty entry"},
 		{in: "-1", err: "neither a GPU ordinal"},
 		{in: "x", err: "neither a GPU ordinal"},
 		{in: "1,1", err: "given twice"},
-		{in: "1,01", err: "given twice"},
+		{in: "1,01", err: "write the ordinal"},
 		{in: "GPU-a,gpu-A", err: "given twice"},
 		{in: strings.Repeat("1,", 64) + "1", err: "more than 64"},
 	}
@@ -117,5 +125,53 @@ func TestParseInterval(t *testing.T) {
 				t.Fatalf("ParseInterval(%q) = %v, %v; want %v (error %v)", tt.in, got, err, tt.want, tt.err)
 			}
 		})
+	}
+}
+
+func TestDurations(t *testing.T) {
+	tests := []struct {
+		in      string
+		timeout time.Duration // -1: refused
+		period  time.Duration // -1: refused
+	}{
+		{"0", 0, -1},
+		{"0s", 0, -1},
+		{"1s", time.Second, time.Second},
+		{"1ms", time.Millisecond, time.Millisecond},
+		{"999us", 999 * time.Microsecond, -1},
+		{"24h", 24 * time.Hour, 24 * time.Hour},
+		{"25h", 25 * time.Hour, -1},
+		{"-5s", -1, -1},
+		{"-1ns", -1, -1},
+		{"", -1, -1},
+		{"5", -1, -1},
+		{"soon", -1, -1},
+		{"1s ", time.Second, time.Second},
+		{"99999999999h", -1, -1},
+		{"１s", -1, -1},
+	}
+	for _, tt := range tests {
+		to, err := ParseTimeout(tt.in)
+		if (tt.timeout < 0) != (err != nil) || err == nil && time.Duration(to) != tt.timeout {
+			t.Errorf("ParseTimeout(%q) = %v, %v; want %v", tt.in, to, err, tt.timeout)
+		}
+		p, err := ParsePeriod(tt.in)
+		if (tt.period < 0) != (err != nil) || err == nil && time.Duration(p) != tt.period {
+			t.Errorf("ParsePeriod(%q) = %v, %v; want %v", tt.in, p, err, tt.period)
+		}
+		if err != nil && !strings.Contains(err.Error(), "duration") {
+			t.Errorf("ParsePeriod(%q): %v does not say duration", tt.in, err)
+		}
+	}
+}
+
+func TestPercentages(t *testing.T) {
+	for n := -3; n <= 103; n++ {
+		if err := CheckUtil(n); (err == nil) != (n >= 0 && n <= 100) {
+			t.Errorf("CheckUtil(%d) = %v", n, err)
+		}
+		if err := CheckBusyThreshold(n); (err == nil) != (n >= -1 && n <= 100) {
+			t.Errorf("CheckBusyThreshold(%d) = %v", n, err)
+		}
 	}
 }

@@ -14,7 +14,9 @@
 #            there, and the driver's own errors come through
 #   ptx      cuda/keepalive.ptx assembled by ptxas (nvidia-cuda-toolkit 11.8)
 #            for sm_50, sm_70, sm_80 and sm_90; cuobjdump -sass shows one spin
-#            loop on SR_GLOBALTIMER and no memory instruction
+#            loop on SR_GLOBALTIMER whose only memory instruction is one
+#            volatile load of the stop word (LDG.E.CV, LDG.E.STRONG.SYS): no
+#            store, no other load
 #   release  a goreleaser v2.15.1 snapshot (.goreleaser.yaml): both tarballs
 #            hold a working keepgpu, checksums.txt verifies; a build of a
 #            tagged commit prints the tag as its version, and so does
@@ -461,36 +463,48 @@ if wanted ptx; then
 			fi
 			[ -z "${KEEPGPU_ARTIFACTS:-}" ] || { mkdir -p "$KEEPGPU_ARTIFACTS" && echo "$sass" >"$KEEPGPU_ARTIFACTS/keepalive.sm_$sm.sass"; }
 			# One instruction per line: address, predicate, opcode, operands.
-			ins=$(sed -n 's|^ *\/\*\([0-9a-f]\{4\}\)\*\/ *\(@!\{0,1\}U\{0,1\}P[0-9T]\{1,\} \{1,\}\)\{0,1\}\([A-Z][A-Z0-9_.]*\)\(.*\);.*|\1 \2 \3 \4|p' <<<"$sass" |
+			# Maxwell's listing pairs dual-issued instructions in braces,
+			# "{ A ;" and "B }" on the next line: drop the braces and end
+			# the second with its semicolon.
+			ins=$(sed -e 's|^\( *\/\*[0-9a-f]\{4\}\*\/ *\){ *|\1|' -e 's|^\( *\/\*[0-9a-f]\{4\}\*\/.*[^ ]\) *}$|\1 ;|' <<<"$sass" |
+				sed -n 's|^ *\/\*\([0-9a-f]\{4\}\)\*\/ *\(@!\{0,1\}U\{0,1\}P[0-9T]\{1,\} \{1,\}\)\{0,1\}\([A-Z][A-Z0-9_.]*\)\(.*\);.*|\1 \2 \3 \4|p' |
 				awk '{ addr = $1; if ($2 ~ /^@/) { pred = $2; op = $3; $1 = $2 = $3 = "" } else { pred = "-"; op = $2; $1 = $2 = "" }; gsub(/^ +/, ""); print addr, pred, op, $0 }')
 			total=$(grep -Ec '^ *\/\*[0-9a-f]{4}\*\/ ' <<<"$sass" || true)
 			# Memory instructions of every SASS generation: loads and stores
 			# (generic LD/ST, LDG/STG, LDL/STL, LDS/STS, LDSM, LDGSTS),
 			# atomics and reductions (not the warp-level REDUX), surface and
 			# texture access, cache control, and Hopper's bulk copies.
-			# LDC/ULDC read the constant bank (the kernel's parameter and the
-			# stack pointer's initial value): no memory traffic.
+			# LDC/ULDC read the constant bank (the kernel's parameters and
+			# the stack pointer's initial value): no memory traffic.
 			mem=$(awk '{ op = $3; sub(/\..*/, "", op) }
 				op != "LDC" && op != "ULDC" && op ~ /^(LD[A-Z]*|ST[A-Z]*|ATOM[A-Z]*|RED|REDG|REDAS|SU(LD|ST|ATOM|RED)|TEX[A-Z]*|TLD[0-9A-Z]*|TXD|TXQ|TMML|CCTL[A-Z]*|UTMA[A-Z]*|UBLK[A-Z]*)$/' <<<"$ins")
-			# Backward conditional branches are the loops; a branch to itself
-			# after EXIT is the compiler's end-of-program guard.
+			nmem=$(grep -c . <<<"$mem" || true)
+			# The one memory instruction must be the stop word's read: a
+			# global or generic load (LDG/LD), volatile, so not cached in
+			# L1 (.CV before Volta, .STRONG.SYS since).
+			load=$(awk '$3 ~ /^LDG?\./ && $3 ~ /\.(CV|STRONG\.SYS|STRONG\.GPU|VOLATILE)(\.|$)/' <<<"$mem")
+			# Backward conditional branches close the loop; a branch to
+			# itself after EXIT is the compiler's end-of-program guard. The
+			# kernel has one loop: every backward branch goes to one head.
 			loops=$(awk '$3 ~ /^BRA/ { t = ""; for (i = 4; i <= NF; i++) if ($i ~ /^0x[0-9a-f]+,?$/) t = $i
 				gsub(/^0x|,$/, "", t); while (length(t) < length($1)) t = "0" t
 				if (t != "" && t < $1 && $2 != "-") print t, $1 }' <<<"$ins")
-			nloops=$(grep -c . <<<"$loops" || true)
-			timer=0
-			if [ "$nloops" = 1 ]; then
-				read -r from to <<<"$loops"
+			nheads=$(cut -d' ' -f1 <<<"$loops" | sort -u | grep -c . || true)
+			timer=0 inloop=0 from="" to=""
+			if [ "$nheads" = 1 ]; then
+				from=$(head -n 1 <<<"$loops" | cut -d' ' -f1)
+				to=$(cut -d' ' -f2 <<<"$loops" | sort | tail -n 1)
 				timer=$(awk -v from="$from" -v to="$to" '$1 >= from && $1 <= to && /SR_GLOBALTIMER/' <<<"$ins" | grep -c . || true)
+				inloop=$(awk -v from="$from" -v to="$to" '$1 >= from && $1 <= to' <<<"$load" | grep -c . || true)
 			fi
 			spills=$(grep -o '[0-9]* bytes stack frame, [0-9]* bytes spill stores, [0-9]* bytes spill loads' <<<"$log" || true)
 			nins=$(grep -c . <<<"$ins")
-			if [ -n "$mem" ] || [ "$nins" != "$total" ] || grep -qi warning <<<"$log" || ! grep -q ' 0 bytes gmem' <<<"$log" || [ "$nloops" != 1 ] || [ "$timer" = 0 ] || [ "$spills" != "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" ] ||
+			if [ "$nmem" != 1 ] || [ "$inloop" != 1 ] || [ "$nins" != "$total" ] || grep -qi warning <<<"$log" || ! grep -q ' 0 bytes gmem' <<<"$log" || [ "$nheads" != 1 ] || [ "$timer" = 0 ] || [ "$spills" != "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" ] ||
 				! grep -q 'Function : keepalive' <<<"$sass" || ! grep -qw EXIT <<<"$ins"; then
-				fail "ptx: sm_$sm: want one loop reading SR_GLOBALTIMER, no memory instruction, no ptxas warning, no gmem, no stack" \
-					"instructions parsed: $nins of $total" "memory instructions: ${mem:-none}" "loops (target, branch): ${loops:-none}" "ptxas -v:" "$log" "$sass"
+				fail "ptx: sm_$sm: want one loop reading SR_GLOBALTIMER whose only memory instruction is one volatile load of the stop word (no store), no ptxas warning, no gmem, no stack" \
+					"instructions parsed: $nins of $total" "memory instructions: ${mem:-none}" "volatile loads in the loop: $inloop" "loops (target, branch): ${loops:-none}" "ptxas -v:" "$log" "$sass"
 			else
-				pass "ptx: sm_$sm: $nins instructions, one loop (0x$from..0x$to) reading SR_GLOBALTIMER, no memory instruction; no warning, 0 bytes gmem, $spills"
+				pass "ptx: sm_$sm: $nins instructions, one loop (0x$from..0x$to) reading SR_GLOBALTIMER; its only memory instruction $(cut -d' ' -f3 <<<"$load") (the stop word), no store; no warning, 0 bytes gmem, $spills"
 			fi
 		done
 	fi

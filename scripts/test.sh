@@ -2,12 +2,14 @@
 # The whole test suite: formatting, vet, the build as it ships (without
 # cgo, for linux/amd64 and linux/arm64), every Go test with the race
 # detector against the project's fake GPU driver libraries (built by the
-# tests with gcc), and, as root, the Slurm tests on live one-node and
+# tests with gcc), every fuzz target for a bounded time (scripts/fuzz.sh;
+# KEEPGPU_SKIP_FUZZ=1 skips it), and, as root, the Slurm tests on live one-node and
 # three-node clusters (scripts/slurm-test.sh). Needs Go and gcc; no GPU,
 # driver or CUDA toolkit. Arguments go to go test; KEEPGPU_SKIP_SLURM=1
 # skips Slurm. As root it also runs scripts/compat-test.sh (arm64, an old
 # glibc, NVIDIA's libraries, the kernel through ptxas, a release snapshot),
-# unless KEEPGPU_SKIP_COMPAT=1.
+# unless KEEPGPU_SKIP_COMPAT=1, and scripts/rocm-test.sh (AMD's ROCm 5.2
+# libraries), unless KEEPGPU_SKIP_ROCM=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +32,14 @@ for arch in amd64 arm64; do
 done
 CGO_ENABLED=1 go test -race -count=1 -timeout 20m "$@" ./...
 
+# Every fuzz target for a bounded time (KEEPGPU_FUZZTIME each, default 12s),
+# unless KEEPGPU_SKIP_FUZZ=1.
+if [ -n "${KEEPGPU_SKIP_FUZZ:-}" ]; then
+	echo "fuzzing skipped (KEEPGPU_SKIP_FUZZ is set)"
+else
+	scripts/fuzz.sh
+fi
+
 # The Slurm tests start slurmctld, slurmd and munge (installing them if
 # missing): they need root.
 if [ -n "${KEEPGPU_SKIP_SLURM:-}" ]; then
@@ -46,4 +56,12 @@ elif [ "$(id -u)" != 0 ]; then
 	echo "compatibility tests skipped: scripts/compat-test.sh needs root"
 else
 	scripts/compat-test.sh
+fi
+
+if [ -n "${KEEPGPU_SKIP_ROCM:-}" ]; then
+	echo "ROCm library tests skipped (KEEPGPU_SKIP_ROCM is set)"
+elif [ "$(id -u)" != 0 ]; then
+	echo "ROCm library tests skipped: scripts/rocm-test.sh is run as root, like the other system tests"
+else
+	scripts/rocm-test.sh
 fi

@@ -144,7 +144,9 @@ func TestREST(t *testing.T) {
 	check("POST", "/api/sessions", `{"vram":"1GiB","color":"red"}`, 400, `unknown parameter \"color\"`)
 	check("POST", "/api/sessions", `[1,2]`, 400, `params must be a JSON object`)
 	check("POST", "/api/sessions", `{"vram":"1Gb"}`, 400, `bit`)
-	check("POST", "/api/sessions", `{"busy_threshold":101}`, 400, `busy_threshold 101: want -1..100`)
+	check("POST", "/api/sessions", `{"busy_threshold":101}`, 400, `busy_threshold 101: want -1 (never pause) or 0..100`)
+	check("POST", "/api/sessions", `{"vram":"1GiB","vram":"2GiB"}`, 400, `params: duplicate member \"vram\"`)
+	check("POST", "/api/sessions", `{"gpu_ids":""}`, 400, `gpu_ids: gpus \"\": empty`)
 	check("POST", "/api/sessions", `{"job_id":"a/b"}`, 400, `job_id`)
 	check("POST", "/api/sessions", `{"vram":"`+strings.Repeat("x", MaxBody)+`"}`, 413, `request body over 1000000 bytes`)
 	check("GET", "/api/nothing", "", 404, `no such API route`)
@@ -196,12 +198,24 @@ func TestRPC(t *testing.T) {
 		{"gpu junk", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"gpu_ids":[true]}}`, `"code":-32602`},
 		{"interval", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"interval":"soon"}}`, `interval \"soon\": want a duration`},
 		{"interval too short", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"interval":0.001}}`, `want between 10ms and 24h`},
-		{"threshold float", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"busy_threshold":2.5}}`, `busy_threshold: want an integer in -1..100`},
+		{"threshold float", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"busy_threshold":2.5}}`, `busy_threshold: want an integer, -1 (never pause) or 0..100`},
 		{"util", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"util":101}}`, `util 101: want 0..100`},
 		{"allow_partial", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"allow_partial":"yes"}}`, `allow_partial: want true or false`},
 		{"job id dots", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"job_id":".."}}`, `job_id \"..\": not allowed`},
 		{"job id space", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"job_id":"a b"}}`, `use letters, digits`},
 		{"job id long", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"job_id":"` + strings.Repeat("a", 129) + `"}}`, `longer than 128`},
+		{"gpu_ids empty string", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"gpu_ids":""}}`, `"code":-32602,"message":"gpu_ids: gpus \"\": empty`},
+		{"gpu_ids blank string", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"gpu_ids":"  "}}`, `"code":-32602`},
+		{"gpu_ids not canonical", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"gpu_ids":"01"}}`, `write the ordinal \"01\" as 1`},
+		{"gpu_ids list entry not canonical", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"gpu_ids":["+1"]}}`, `write the ordinal \"+1\" as 1`},
+		{"vram string fraction of a byte", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"vram":"1.5"}}`, `not a whole number of bytes`},
+		{"vram zero", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"vram":0}}`, `less than 4 bytes`},
+		{"duplicate id", `{"jsonrpc":"2.0","id":1,"id":2,"method":"status"}`, `"code":-32600,"message":"invalid request: duplicate member \"id\""`},
+		{"duplicate method", `{"jsonrpc":"2.0","id":1,"method":"status","method":"stop_keep"}`, `duplicate member \"method\"`},
+		{"duplicate param", `{"jsonrpc":"2.0","id":1,"method":"stop_keep","params":{"job_id":"a","job_id":"b"}}`, `duplicate member \"job_id\"`},
+		{"duplicate in batch", `[{"jsonrpc":"2.0","id":1,"method":"status"},{"jsonrpc":"2.0","id":2,"method":"status","params":{"job_id":"a","job_id":"a"}}]`, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: duplicate member \"job_id\""},"id":null}`},
+		{"stop empty job id", `{"jsonrpc":"2.0","id":1,"method":"stop_keep","params":{"job_id":""}}`, `"code":-32602,"message":"job_id: empty"`},
+		{"status bad job id", `{"jsonrpc":"2.0","id":1,"method":"status","params":{"job_id":"../x"}}`, `"code":-32602`},
 		{"job id number", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"job_id":5}}`, `job_id: want a string`},
 		{"empty batch", `[]`, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: empty batch"},"id":null}`},
 		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"status"},{"jsonrpc":"2.0","method":"status"},7]`, `[{"jsonrpc":"2.0","result":{"active_jobs":[]},"id":1},{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: want a JSON object"},"id":null}]`},

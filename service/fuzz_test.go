@@ -1,9 +1,14 @@
 package service
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
 
 // FuzzRPC: whatever the body, the JSON-RPC handler answers with valid
@@ -24,6 +29,13 @@ func FuzzRPC(f *testing.F) {
 		`{"jsonrpc":"2.0","id":1,"method":"status","params":{"job_id":"\u0000"}}`,
 		`{"jsonrpc":"2.0","id":[1],"method":"status"}`,
 		`{"jsonrpc":"2.0","id":true,"method":"status"}`,
+		`{"jsonrpc":"2.0","id":1,"id":2,"method":"status"}`,
+		`{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"vram":"1GiB","vram":"0"}}`,
+		`[{"jsonrpc":"2.0","id":1,"method":"status"},{"jsonrpc":"2.0","id":1,"method":"status"}]`,
+		`[{"jsonrpc":"2.0","id":1,"method":"status","params":{"job_id":"a","job_id":"b"}},[]]`,
+		`{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"gpu_ids":""}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"stop_keep","params":{"job_id":""}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"gpu_ids":[{"a":1,"a":2}]}}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -60,4 +72,126 @@ func FuzzRPC(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzMCPLines: whatever keepgpu mcp reads, every non-blank line is either
+// passed on as a JSON-RPC message the SDK decodes (so it cannot end the
+// session) or answered with one JSON-RPC error line; nothing else is
+// written, and nothing is lost.
+func FuzzMCPLines(f *testing.F) {
+	for _, seed := range []string{
+		"", "\n", "{oops\n", "{}\n",
+		`{"jsonrpc":"2.0","id":1,"method":"ping"}` + "\n",
+		`{"jsonrpc":"2.0","method":"notifications/initialized"}` + "\r\n",
+		`{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}` + "\n",
+		`[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":1,"method":"ping"}]` + "\n",
+		"[]\n[1]\n",
+		`{"jsonrpc":"2.0","id":1,"result":{}}` + "\n",
+		`{"jsonrpc":"1.0","id":1,"method":"ping"}`,
+		"{} {}\n", "\xff\n", "  \t \n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var good, bad bytes.Buffer
+		if err := MCPLines(bytes.NewReader(in), &good, &bad); err != nil {
+			t.Fatalf("%q: %v", in, err)
+		}
+		lines := 0
+		for _, l := range strings.Split(string(in), "\n") {
+			if strings.TrimSpace(l) != "" {
+				lines++
+			}
+		}
+		out := 0
+		sc := bufio.NewScanner(&good)
+		sc.Buffer(nil, maxMCPLine+2)
+		for sc.Scan() {
+			out++
+			line := sc.Bytes()
+			if line[0] == '[' {
+				var batch []json.RawMessage
+				if json.Unmarshal(line, &batch) != nil || len(batch) == 0 {
+					t.Fatalf("%q: passed on %q", in, line)
+				}
+				for _, m := range batch {
+					if _, err := jsonrpc.DecodeMessage(m); err != nil {
+						t.Fatalf("%q: passed on %q: %v", in, line, err)
+					}
+				}
+			} else if _, err := jsonrpc.DecodeMessage(line); err != nil {
+				t.Fatalf("%q: passed on %q: %v", in, line, err)
+			}
+		}
+		sc = bufio.NewScanner(&bad)
+		for sc.Scan() {
+			out++
+			var r rpcResponse
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil || r.Error == nil || r.JSONRPC != "2.0" || len(r.ID) == 0 {
+				t.Fatalf("%q: answered %q", in, sc.Bytes())
+			}
+			if r.Error.Code != codeParse && r.Error.Code != codeInvalidRequest {
+				t.Fatalf("%q: answered %q", in, sc.Bytes())
+			}
+		}
+		if out != lines {
+			t.Fatalf("%q: %d lines in, %d passed on or answered", in, lines, out)
+		}
+	})
+}
+
+// FuzzDuplicateMember: duplicateMember finds a member twice exactly when
+// decoding every object of the document into a map loses a member.
+func FuzzDuplicateMember(f *testing.F) {
+	for _, seed := range []string{`{}`, `{"a":1,"a":2}`, `{"a":{"b":1,"b":1}}`, `[{"a":1},{"a":1}]`, `{"a":1,"A":2}`, `{"\u0061":1,"a":2}`, `[[[{"x":[{"y":1,"y":2}]}]]]`, `"s"`, `1`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !json.Valid(raw) {
+			return
+		}
+		err := duplicateMember(raw)
+		if (err != nil) != losesMember(t, raw) {
+			t.Fatalf("%s: duplicateMember = %v", raw, err)
+		}
+	})
+}
+
+// losesMember reports whether some object in raw has more members than
+// it has distinct names.
+func losesMember(t *testing.T, raw json.RawMessage) bool {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) == nil {
+		var ordered []json.RawMessage
+		d := json.NewDecoder(bytes.NewReader(raw))
+		d.Token()
+		n := 0
+		for d.More() {
+			d.Token()
+			var v json.RawMessage
+			if err := d.Decode(&v); err != nil {
+				t.Fatal(err)
+			}
+			ordered = append(ordered, v)
+			n++
+		}
+		if n != len(obj) {
+			return true
+		}
+		for _, v := range ordered {
+			if losesMember(t, v) {
+				return true
+			}
+		}
+		return false
+	}
+	var list []json.RawMessage
+	if json.Unmarshal(raw, &list) == nil {
+		for _, v := range list {
+			if losesMember(t, v) {
+				return true
+			}
+		}
+	}
+	return false
 }

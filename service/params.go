@@ -3,7 +3,9 @@ package service
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"sort"
 	"strconv"
@@ -49,6 +51,23 @@ func CheckJobID(id string) error {
 	return nil
 }
 
+// CheckHost checks the host the service listens on or is reached at: an
+// IP address or a host name. An empty host is refused: it would listen on
+// every interface.
+func CheckHost(h string) error {
+	switch {
+	case h == "":
+		return errors.New("empty host; want an address such as 127.0.0.1, or a host name")
+	case net.ParseIP(h) != nil:
+		return nil
+	case len(h) > 253 || !hostRE.MatchString(h):
+		return fmt.Errorf("host %q: want an IP address or a host name (letters, digits, '-' and '.')", h)
+	}
+	return nil
+}
+
+var hostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$`)
+
 // paramError is a bad parameter: JSON-RPC -32602, HTTP 400.
 func paramError(format string, args ...any) *apiError {
 	return &apiError{Code: codeInvalidParams, Status: 400, Message: fmt.Sprintf(format, args...)}
@@ -66,6 +85,9 @@ func decodeObject(raw json.RawMessage, allowed ...string) (map[string]json.RawMe
 		return nil, paramError("params must be a JSON object of named parameters")
 	}
 	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, paramError("params: %v", err)
+	}
+	if err := duplicateMember(raw); err != nil {
 		return nil, paramError("params: %v", err)
 	}
 	var unknown []string
@@ -138,10 +160,10 @@ func parseStart(raw json.RawMessage) (Params, *apiError) {
 		}
 		p.Interval = time.Duration(i)
 	}
-	if p.BusyThreshold, aerr = intParam(m, "busy_threshold", p.BusyThreshold, -1, 100); aerr != nil {
+	if p.BusyThreshold, aerr = intParam(m, "busy_threshold", p.BusyThreshold, keeper.CheckBusyThreshold, keeper.BusyThresholdRange); aerr != nil {
 		return Params{}, aerr
 	}
-	if p.Util, aerr = intParam(m, "util", p.Util, 0, 100); aerr != nil {
+	if p.Util, aerr = intParam(m, "util", p.Util, keeper.CheckUtil, keeper.UtilRange); aerr != nil {
 		return Params{}, aerr
 	}
 	if v := m["allow_partial"]; !isNull(v) {
@@ -179,18 +201,19 @@ func (p Params) StartParams() map[string]any {
 	return m
 }
 
-// intParam reads the integer parameter name in lo..hi, or keeps def.
-func intParam(m map[string]json.RawMessage, name string, def, lo, hi int) (int, *apiError) {
+// intParam reads the integer parameter name, which check accepts (want
+// says what that is), or keeps def.
+func intParam(m map[string]json.RawMessage, name string, def int, check func(int) error, want string) (int, *apiError) {
 	v := m[name]
 	if isNull(v) {
 		return def, nil
 	}
 	var n int
 	if err := json.Unmarshal(v, &n); err != nil {
-		return def, paramError("%s: want an integer in %d..%d", name, lo, hi)
+		return def, paramError("%s: want an integer, %s", name, want)
 	}
-	if n < lo || n > hi {
-		return def, paramError("%s %d: want %d..%d", name, n, lo, hi)
+	if err := check(n); err != nil {
+		return def, paramError("%s %v", name, err)
 	}
 	return n, nil
 }
@@ -262,6 +285,9 @@ func jobIDParam(raw json.RawMessage) (string, *apiError) {
 	if v := m["job_id"]; !isNull(v) {
 		if err := json.Unmarshal(v, &id); err != nil {
 			return "", paramError("job_id: want a string")
+		}
+		if err := CheckJobID(id); err != nil {
+			return "", paramError("%v", err)
 		}
 	}
 	return id, nil

@@ -103,6 +103,10 @@ func (s *Server) call(ctx context.Context, raw json.RawMessage) *rpcResponse {
 	invalid := func(msg string) *rpcResponse {
 		return errorResponse(id, codeInvalidRequest, "invalid request: "+msg)
 	}
+	if err := duplicateMember(raw); err != nil {
+		// Which id was meant is not known either: answer to null.
+		return errorResponse(nullID, codeInvalidRequest, "invalid request: "+err.Error())
+	}
 	var unknown []string
 	for k := range m {
 		switch k {

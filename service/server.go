@@ -41,6 +41,16 @@ type Config struct {
 	Version string
 	// Log receives a line per session event; nil for none.
 	Log io.Writer
+	// Hosts are the names, besides loopback names and IP addresses, that
+	// requests may carry in their Host header: the host the service was
+	// told to listen on. Any other name is refused (421), so a web page
+	// whose name an attacker points at this machine (DNS rebinding) gets
+	// nowhere even before the token is checked.
+	Hosts []string
+	// HeaderTimeout bounds reading a request's headers, BodyTimeout the
+	// whole request, body included (defaults 10s and 30s): a client that
+	// sends slowly is cut off.
+	HeaderTimeout, BodyTimeout time.Duration
 }
 
 // MaxBody is the largest request body accepted (KeepGPU's limit).
@@ -72,6 +82,12 @@ func New(cfg Config) *Server {
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = 256
 	}
+	if cfg.HeaderTimeout <= 0 {
+		cfg.HeaderTimeout = 10 * time.Second
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = 30 * time.Second
+	}
 	s := &Server{cfg: cfg, started: time.Now()}
 	s.sessions = newSessions(&s.cfg)
 	s.lister = &gpuLister{cfg: &s.cfg}
@@ -93,8 +109,8 @@ func (s *Server) Live() int { return s.sessions.live() }
 func Serve(ctx context.Context, ln net.Listener, s *Server) error {
 	hs := &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
+		ReadHeaderTimeout: s.cfg.HeaderTimeout,
+		ReadTimeout:       s.cfg.BodyTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
@@ -122,12 +138,18 @@ func Serve(ctx context.Context, ln net.Listener, s *Server) error {
 // cookieName holds the token for the browser once it came as ?token=.
 const cookieName = "keepgpu_token"
 
-// ServeHTTP checks the token, then serves the request.
+// ServeHTTP checks the Host header and the token, then serves the request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
+	if !s.hostOK(r.Host) {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusMisdirectedRequest)
+		fmt.Fprintf(w, "Host %q is not a name of this service: use 127.0.0.1, localhost or the address it listens on\n", r.Host)
+		return
+	}
 	if q := r.URL.Query(); q.Has("token") && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		// The browser's way in: trade the token in the URL for a cookie,
 		// and take the token out of the address bar and history.
@@ -165,6 +187,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// hostOK reports whether a request's Host header names this service: a
+// loopback name (localhost, *.localhost), an IP address, or one of
+// Config.Hosts. A name is what DNS rebinding needs; an address is not.
+func (s *Server) hostOK(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") || net.ParseIP(host) != nil {
+		return true
+	}
+	for _, h := range s.cfg.Hosts {
+		if strings.EqualFold(strings.TrimSuffix(h, "."), host) {
+			return true
+		}
+	}
+	return false
 }
 
 // tokenOK compares in constant time (and independent of length).

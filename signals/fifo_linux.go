@@ -58,7 +58,7 @@ func FIFO(path string) (*FIFOSource, error) {
 	case err != nil:
 		return nil, fmt.Errorf("ready fifo: %w", err)
 	case st.Mode().Type() != fs.ModeNamedPipe:
-		return nil, fmt.Errorf("ready fifo %s: exists and is not a FIFO (%v); remove it or choose another path", abs, st.Mode().Type())
+		return nil, fmt.Errorf("ready fifo %s: exists and is not a FIFO (it is %s); remove it or choose another path", abs, kindOf(st.Mode()))
 	}
 	// O_RDWR on a FIFO never blocks on Linux, and the os package puts the
 	// pipe into nonblocking mode on the runtime poller, so reads honour

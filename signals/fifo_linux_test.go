@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,6 +96,10 @@ func TestFIFONotAFIFO(t *testing.T) {
 	for name, create := range map[string]func(string) error{
 		"regular file": func(p string) error { return os.WriteFile(p, []byte("x\n"), 0o600) },
 		"directory":    func(p string) error { return os.Mkdir(p, 0o700) },
+		"socket": func(p string) error {
+			_, err := net.Listen("unix", p)
+			return err
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_"))
@@ -106,8 +111,8 @@ func TestFIFONotAFIFO(t *testing.T) {
 				s.Close()
 				t.Fatal("no error")
 			}
-			if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "not a FIFO") {
-				t.Fatalf("error %q does not name %s as not a FIFO", err, path)
+			if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "not a FIFO (it is a "+name+")") {
+				t.Fatalf("error %q does not name %s as a %s, not a FIFO", err, path, name)
 			}
 			if _, err := os.Stat(path); err != nil {
 				t.Fatalf("existing file touched: %v", err)

@@ -18,6 +18,9 @@ import (
 const guard = 10 * time.Second
 
 func TestMain(m *testing.M) {
+	if n := os.Getenv("KEEPGPU_TEST_CATCH"); n != "" {
+		catchProbe(n) // a child of TestReadySignalCaught
+	}
 	code := m.Run()
 	if code == 0 {
 		if leaks := waitForNoGoroutines("keepgpu/signals."); len(leaks) > 0 {
@@ -64,7 +67,7 @@ func waitForNoGoroutines(substr string) []string {
 
 // shortDir returns a fresh directory with a short path (Unix socket paths
 // are limited to 107 bytes; t.TempDir paths can be longer).
-func shortDir(t *testing.T) string {
+func shortDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "kg")
 	if err != nil {

@@ -205,7 +205,11 @@ func (s *ReadySocket) serve() {
 // handle serves one connection: one request, one or two answer lines.
 func (s *ReadySocket) handle(c net.Conn) {
 	defer s.wg.Done()
+	drained := false
 	defer func() {
+		if !drained {
+			drain(c)
+		}
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
@@ -218,6 +222,7 @@ func (s *ReadySocket) handle(c net.Conn) {
 	case errors.Is(err, bufio.ErrBufferFull):
 		line = nil
 	default:
+		drained = true
 		return // timed out, closed, or hung up without a request
 	}
 	if strings.TrimRight(string(line), "\r\n") != "ready" {
@@ -234,6 +239,17 @@ func (s *ReadySocket) handle(c net.Conn) {
 	case <-s.closed:
 		writeLine(c, errorLine("keepgpu wrap stopped before releasing the GPUs"))
 	}
+}
+
+// drain ends the answer and reads what the client sent beyond its request
+// (at most 64 KiB, until the request deadline or Close): closing a Unix
+// socket with unread data resets the connection, and the client would lose
+// the answer it has not read yet.
+func drain(c net.Conn) {
+	if uc, ok := c.(*net.UnixConn); ok {
+		uc.CloseWrite()
+	}
+	io.CopyN(io.Discard, c, 64<<10)
 }
 
 func writeLine(c net.Conn, line string) error {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -89,6 +90,15 @@ type wrapper struct {
 	holderErr   string
 	lastRelease string // the holder's own reason for releasing, if it did
 	copies      sync.WaitGroup
+	pipes       []*markerPipe // the command's stdout and stderr, with --ready-marker
+}
+
+// markerPipe is the read end of a pipe the command writes its stdout or
+// stderr to, copied to dst by keepgpu while the command runs.
+type markerPipe struct {
+	r, dst  *os.File
+	handed  atomic.Bool   // r was closed to stop the copy: a relay takes over
+	stopped chan struct{} // closed when the copy has ended
 }
 
 func (w *wrapper) logf(format string, args ...any) {
@@ -270,14 +280,25 @@ func (w *wrapper) startChild(path string) error {
 			}
 			// A roomier pipe means fewer wake-ups per megabyte copied; the
 			// kernel may refuse (pipe-max-size), which costs only speed.
-			unix.FcntlInt(r.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+			// (Through SyscallConn, not Fd, which would make r blocking,
+			// so that Close wakes a copy blocked reading it: see handOver.)
+			if rc, err := r.SyscallConn(); err == nil {
+				rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 1<<20) })
+			}
 			files[i+1] = wr
 			pipes = append(pipes, wr)
+			p := &markerPipe{r: r, dst: dst, stopped: make(chan struct{})}
+			w.pipes = append(w.pipes, p)
 			w.copies.Add(1)
 			go func() {
 				defer w.copies.Done()
+				defer close(p.stopped)
+				err := w.cfg.Marker.Copy(dst, r)
+				if p.handed.Load() {
+					return // waitCopies closed r: a relay copies the rest
+				}
 				defer r.Close()
-				if err := w.cfg.Marker.Copy(dst, r); err != nil {
+				if err != nil {
 					// Our end is gone (a closed stdout): let the command see
 					// the broken pipe it would have seen without keepgpu.
 					io.Copy(io.Discard, r)
@@ -597,16 +618,96 @@ func (w *wrapper) restoreTerminal() {
 	}
 }
 
+// copyGrace is how long keepgpu, after the command exited, goes on copying
+// its output itself before handing the pipes to a relay.
+const copyGrace = 100 * time.Millisecond
+
 // waitCopies lets the marker copies drain what the command wrote. A
-// descendant that keeps the pipe open must not keep keepgpu alive: after a
-// short grace the copies are abandoned.
+// descendant left running in the background may keep the pipe open for
+// long; it must neither keep keepgpu from exiting with the command's status
+// nor lose its output (or get SIGPIPE): after a short grace, each pipe
+// still open is handed to a relay process (keepgpu's own binary, `relay`),
+// which copies it on until every writer is gone, as the terminal would have
+// received it without keepgpu.
 func (w *wrapper) waitCopies() {
 	done := make(chan struct{})
 	go func() { w.copies.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(2 * time.Second):
+		return
+	case <-time.After(copyGrace):
 	}
+	// A copy blocked writing to keepgpu's own stdout (a reader that does
+	// not read) is abandoned after a while, as before.
+	abandon := time.After(2 * time.Second)
+	for _, p := range w.pipes {
+		relayed, err := w.handOver(p, abandon)
+		if err != nil {
+			w.warnf("output of the command's background processes after it exited is lost: %v", err)
+		}
+		if relayed == nil {
+			continue
+		}
+		if err := w.relay(relayed, p.dst); err != nil {
+			w.warnf("output of the command's background processes after it exited is lost: %v", err)
+		}
+		relayed.Close()
+	}
+}
+
+// handOver stops p's copy and returns a new descriptor of the pipe for a
+// relay, or nil if the copy had ended (every writer gone) or could not be
+// stopped before abandon. The copy is stopped by closing its descriptor:
+// what it read is written out, what it had not read stays in the pipe.
+func (w *wrapper) handOver(p *markerPipe, abandon <-chan time.Time) (*os.File, error) {
+	select {
+	case <-p.stopped:
+		return nil, nil
+	default:
+	}
+	rc, err := p.r.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fd := -1
+	if cerr := rc.Control(func(f uintptr) { fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	dup := os.NewFile(uintptr(fd), "command output")
+	p.handed.Store(true)
+	p.r.Close() // wakes the copy, in a read or a splice
+	select {
+	case <-p.stopped:
+		return dup, nil
+	case <-abandon:
+		dup.Close()
+		return nil, errors.New("it could not be written out within 2s of the command's exit")
+	}
+}
+
+// relay starts a process that copies r to dst until r's writers are all
+// gone. It is started in a process group of its own, with nothing of
+// keepgpu's but r and dst, and left to run after keepgpu exits.
+func (w *wrapper) relay(r, dst *os.File) error {
+	path, argv0 := w.cfg.HolderOptions.Path, w.cfg.HolderOptions.Argv0
+	if path == "" {
+		path = "/proc/self/exe"
+	}
+	if argv0 == "" {
+		argv0 = os.Args[0]
+	}
+	p, err := os.StartProcess(path, []string{argv0, "relay"}, &os.ProcAttr{
+		Env:   holder.Env(os.Environ()),
+		Files: []*os.File{r, dst, w.cfg.Stderr},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	})
+	if err != nil {
+		return err
+	}
+	return p.Release()
 }
 
 func describe(ws syscall.WaitStatus) string {

@@ -348,8 +348,8 @@ func (n *Node) Set(gpu int, key, value string) error {
 	return writeAtomic(filepath.Join(n.gpuDir(gpu), key), value+"\n")
 }
 
-// SetInitError makes cuInit (lib "cuda") or nvmlInit* (lib "nvml") fail
-// with code.
+// SetInitError makes cuInit (lib "cuda"), nvmlInit* ("nvml"), hipInit
+// ("hip") or rsmi_init ("rocm_smi") fail with code.
 func (n *Node) SetInitError(lib string, code int) error {
 	path, err := n.initErrorPath(lib)
 	if err != nil {
@@ -371,8 +371,8 @@ func (n *Node) ClearInitError(lib string) error {
 }
 
 func (n *Node) initErrorPath(lib string) (string, error) {
-	if lib != "cuda" && lib != "nvml" {
-		return "", fmt.Errorf("fakegpu: unknown library %q: want cuda or nvml", lib)
+	if lib != "cuda" && lib != "nvml" && lib != "hip" && lib != "rocm_smi" {
+		return "", fmt.Errorf("fakegpu: unknown library %q: want cuda, nvml, hip or rocm_smi", lib)
 	}
 	return filepath.Join(n.Dir, lib+"_init_error"), nil
 }
@@ -535,7 +535,7 @@ const usage = `usage: fakegpu COMMAND ARGS...
   build DIR                            build the fake libraries into DIR
   init DIR GPUS                        create a node with GPUS GPUs in DIR
   set DIR GPU KEY VALUE                set a GPU setting (name uuid total util compute_mode mig power reserved cc hostmap)
-  init-error DIR cuda|nvml CODE|clear  make cuInit/nvmlInit fail with CODE, or not
+  init-error DIR LIB CODE|clear        make cuInit/nvmlInit/hipInit/rsmi_init (LIB cuda, nvml, hip, rocm_smi) fail with CODE, or not
   add-proc DIR GPU PID BYTES           record a foreign compute process
   rm-proc DIR GPU PID                  delete a process record
   procs DIR GPU                        print "pid contexts bytes launches alive" per record

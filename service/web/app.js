@@ -218,7 +218,9 @@ async function start(ev) {
   const msg = $("#start-msg");
   const body = {};
   const gpus = $("#f-gpus").value.trim();
-  if (gpus && gpus.toLowerCase() !== "all") body.gpu_ids = gpus;
+  // An emptied field is sent as it is, for the service to refuse: only
+  // "all" means every GPU.
+  if (gpus.toLowerCase() !== "all") body.gpu_ids = gpus;
   for (const [id, key] of [["#f-vram", "vram"], ["#f-interval", "interval"], ["#f-job", "job_id"]]) {
     const v = $(id).value.trim();
     if (v) body[key] = v;

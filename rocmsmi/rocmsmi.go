@@ -1,0 +1,260 @@
+// Package rocmsmi reads AMD GPUs through ROCm SMI, librocm_smi64 loaded at
+// run time: identity, busy percent, VRAM, compute processes, compute
+// partition and power. It holds no policy.
+package rocmsmi
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+)
+
+// LibraryNames are the ROCm SMI sonames keepgpu tries, newest first: ROCm
+// 6.1 and later ship librocm_smi64.so.7, ROCm 6.0 .so.6, ROCm 5 .so.5, and
+// Debian's ROCm 5.2 .so.1; the unversioned name is a development symlink.
+var LibraryNames = []string{"librocm_smi64.so.7", "librocm_smi64.so.6", "librocm_smi64.so.5", "librocm_smi64.so.1", "librocm_smi64.so"}
+
+// ErrNoLibrary reports that no ROCm SMI library could be loaded.
+var ErrNoLibrary = errors.New("rocmsmi: no ROCm SMI library (librocm_smi64) found")
+
+// processInfo is rsmi_process_info_t as AMD's public rocm_smi.h declares
+// it, unchanged from ROCm 4 to ROCm 6 (rocm_smi_lib tag rocm-5.2.3,
+// include/rocm_smi/rocm_smi.h): process_id and pasid (uint32), vram_usage
+// and sdma_usage (uint64), cu_occupancy (uint32), padded to 32 bytes.
+type processInfo struct {
+	PID         uint32
+	PASID       uint32
+	VRAMUsage   uint64
+	SDMAUsage   uint64 // microseconds
+	CUOccupancy uint32
+	_           uint32
+}
+
+// Memory types (rsmi_memory_type_t).
+const memTypeVRAM = 0
+
+// api holds the ROCm SMI entry points keepgpu uses; optional ones are nil
+// where the library lacks them.
+type api struct {
+	initialize    func(flags uint64) Status
+	shutDown      func() Status
+	statusString  func(s Status, text **byte) Status
+	numDevices    func(n *uint32) Status
+	devName       func(dv uint32, name *byte, length uintptr) Status
+	devUniqueID   func(dv uint32, id *uint64) Status
+	devPCIID      func(dv uint32, bdfid *uint64) Status
+	devBusy       func(dv uint32, percent *uint32) Status
+	devMemTotal   func(dv uint32, typ int32, bytes *uint64) Status
+	devMemUsage   func(dv uint32, typ int32, bytes *uint64) Status
+	procInfo      func(procs *processInfo, n *uint32) Status
+	procGPUs      func(pid uint32, indices *uint32, n *uint32) Status
+	procInfoByPID func(pid uint32, proc *processInfo) Status
+
+	// Optional: rsmi_dev_power_ave_get is gone or unsupported on MI300,
+	// whose socket power rsmi_dev_current_socket_power_get reads (ROCm 6);
+	// compute partitions and per-device process memory are ROCm 6 too.
+	devPowerAve    func(dv uint32, sensor uint32, microwatts *uint64) Status
+	devSocketPower func(dv uint32, microwatts *uint64) Status
+	devPartition   func(dv uint32, out *byte, length uint32) Status
+	procInfoByDev  func(pid, dv uint32, proc *processInfo) Status
+}
+
+type entry struct {
+	name     string
+	fn       any
+	optional bool
+}
+
+func (a *api) entries() []entry {
+	return []entry{
+		{"rsmi_init", &a.initialize, false},
+		{"rsmi_shut_down", &a.shutDown, false},
+		{"rsmi_status_string", &a.statusString, false},
+		{"rsmi_num_monitor_devices", &a.numDevices, false},
+		{"rsmi_dev_name_get", &a.devName, false},
+		{"rsmi_dev_unique_id_get", &a.devUniqueID, false},
+		{"rsmi_dev_pci_id_get", &a.devPCIID, false},
+		{"rsmi_dev_busy_percent_get", &a.devBusy, false},
+		{"rsmi_dev_memory_total_get", &a.devMemTotal, false},
+		{"rsmi_dev_memory_usage_get", &a.devMemUsage, false},
+		{"rsmi_compute_process_info_get", &a.procInfo, false},
+		{"rsmi_compute_process_gpus_get", &a.procGPUs, false},
+		{"rsmi_compute_process_info_by_pid_get", &a.procInfoByPID, false},
+		{"rsmi_dev_power_ave_get", &a.devPowerAve, true},
+		{"rsmi_dev_current_socket_power_get", &a.devSocketPower, true},
+		{"rsmi_dev_compute_partition_get", &a.devPartition, true},
+		{"rsmi_compute_process_info_by_device_get", &a.procInfoByDev, true},
+	}
+}
+
+// SMI is an initialised ROCm SMI library. Every method is safe to call
+// from any goroutine. After Close no method may be called.
+type SMI struct {
+	api
+	// Library is the soname that was loaded.
+	Library string
+	// Log is what the library wrote to standard error while it
+	// initialised (ROCm SMI reports its troubles there); keepgpu keeps it
+	// from the user's terminal.
+	Log string
+}
+
+var (
+	libMu sync.Mutex
+	libs  = map[string]uintptr{}
+)
+
+// dlopen opens the first of names that loads, once per process (ROCm SMI
+// counts rsmi_init and rsmi_shut_down itself). dlerror is per thread: keep
+// dlopen and dlerror on one, or the reason why a library did not load is
+// lost.
+func dlopen(names ...string) (uintptr, string, error) {
+	libMu.Lock()
+	defer libMu.Unlock()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var why []string
+	for _, name := range names {
+		if h, ok := libs[name]; ok {
+			return h, name, nil
+		}
+		h, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_LOCAL)
+		if err == nil {
+			libs[name] = h
+			return h, name, nil
+		}
+		why = append(why, err.Error())
+	}
+	return 0, "", fmt.Errorf("%w: %s", ErrNoLibrary, strings.Join(why, "; "))
+}
+
+// Open loads the newest ROCm SMI of LibraryNames the dynamic linker finds,
+// resolves every entry point keepgpu uses and calls rsmi_init. No library
+// wraps ErrNoLibrary; missing symbols are named all at once; a failing
+// rsmi_init is an *Error (on a node without the amdgpu driver, ROCm 5.2
+// answers RSMI_STATUS_INIT_ERROR) that carries what the library wrote to
+// standard error meanwhile, which does not reach the terminal. Each
+// successful Open must be paired with a Close.
+func Open() (*SMI, error) { return open(LibraryNames...) }
+
+func open(names ...string) (*SMI, error) {
+	h, name, err := dlopen(names...)
+	if err != nil {
+		return nil, err
+	}
+	s := &SMI{Library: name}
+	var missing []string
+	for _, e := range s.api.entries() {
+		addr, err := purego.Dlsym(h, e.name)
+		if err != nil || addr == 0 {
+			if !e.optional {
+				missing = append(missing, e.name)
+			}
+			continue
+		}
+		purego.RegisterFunc(e.fn, addr)
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%s: missing symbols %s (ROCm too old, or not AMD's ROCm SMI)", name, strings.Join(missing, ", "))
+	}
+	var st Status
+	s.Log = quiet(func() { st = s.initialize(0) })
+	if st != Success {
+		err := s.err("rsmi_init", st)
+		if log := strings.TrimSpace(s.Log); log != "" {
+			return nil, fmt.Errorf("%w (ROCm SMI said: %s)", err, strings.Join(strings.Fields(log), " "))
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// err wraps st with the library's wording for it.
+func (s *SMI) err(op string, st Status) *Error {
+	e := &Error{Op: op, Code: st}
+	var p *byte
+	if s.statusString(st, &p) == Success && p != nil {
+		e.Text = goString(p)
+	}
+	return e
+}
+
+// Close shuts ROCm SMI down (rsmi_shut_down).
+func (s *SMI) Close() error {
+	if st := s.shutDown(); st != Success {
+		return s.err("rsmi_shut_down", st)
+	}
+	return nil
+}
+
+// quietMu serialises quiet: standard error is one per process.
+var quietMu sync.Mutex
+
+// quiet runs f with file descriptor 2 pointing at a pipe and returns what
+// was written there. ROCm SMI writes its diagnostics to std::cerr; they
+// are not keepgpu's to show. Whatever other goroutines write to standard
+// error during f lands there too, so f must be short. If the pipe cannot
+// be set up, f runs with standard error untouched.
+func quiet(f func()) string {
+	quietMu.Lock()
+	defer quietMu.Unlock()
+	saved, err := syscall.Dup(2)
+	if err != nil {
+		f()
+		return ""
+	}
+	defer syscall.Close(saved)
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
+		f()
+		return ""
+	}
+	r := os.NewFile(uintptr(p[0]), "rocm-smi-stderr")
+	out := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(r)
+		r.Close()
+		out <- b
+	}()
+	if err := syscall.Dup3(p[1], 2, 0); err != nil {
+		syscall.Close(p[1])
+		<-out
+		f()
+		return ""
+	}
+	syscall.Close(p[1])
+	func() {
+		// Restored even if f panics; this closes the pipe's last write
+		// end, so ReadAll returns.
+		defer syscall.Dup3(saved, 2, 0)
+		f()
+	}()
+	return string(<-out)
+}
+
+// goString copies the NUL-terminated C string at p.
+func goString(p *byte) string {
+	if p == nil {
+		return ""
+	}
+	n := 0
+	for *(*byte)(unsafe.Add(unsafe.Pointer(p), n)) != 0 {
+		n++
+	}
+	return string(unsafe.Slice(p, n))
+}
+
+func cString(b []byte) string {
+	if i := strings.IndexByte(string(b), 0); i >= 0 {
+		return string(b[:i])
+	}
+	return string(b)
+}
