@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -12,11 +13,20 @@ import (
 // size wrap asks for.
 const relayChunk = 1 << 20
 
+// errDstFull reports that a tee or splice found src with data but dst
+// full: the wait is for dst.
+var errDstFull = errors.New("destination full")
+
 // copyFiles is Copy's kernel path for a pipe src. It reports done = false,
 // having copied nothing, where it cannot help (src not a pipe); Copy then
 // reads and writes. Into a pipe, each chunk is duplicated into dst with
 // tee(2) and then read from src only to be scanned; into anything else
 // it reads and writes until the match. After the match it splices.
+//
+// Every wait for src goes through the runtime's poller, as a Read would,
+// so closing src wakes the copy: it then returns an error, having written
+// out what it took from src and left the rest there. A wait for room in
+// dst is a poll(2) on this thread.
 func (m *MarkerSource) copyFiles(dst, src *os.File) (done bool, err error) {
 	if !isPipe(src) {
 		return false, nil
@@ -29,23 +39,14 @@ func (m *MarkerSource) copyFiles(dst, src *os.File) (done bool, err error) {
 	if err != nil {
 		return false, nil
 	}
-	// Control holds both descriptors open for the whole copy; the blocking
-	// is done by poll(2) on this thread, never by the runtime's poller,
-	// whose edge-triggered wake-ups cannot wait for "src readable and dst
-	// writable" at once.
-	var cerr error
-	err = sc.Control(func(s uintptr) {
-		err := dc.Control(func(d uintptr) {
-			cerr = m.relay(int(s), int(d), dst)
-		})
-		if cerr == nil {
-			cerr = err
-		}
-	})
-	if cerr == nil {
-		cerr = err
+	// dst stays open for the whole copy; src is held only inside each
+	// step (see fromSrc).
+	var rerr error
+	err = dc.Control(func(d uintptr) { rerr = m.relay(sc, int(d), dst) })
+	if rerr == nil {
+		rerr = err
 	}
-	return true, cerr
+	return true, rerr
 }
 
 // relay scans until the match, with tee(2) into a pipe and read and write
@@ -55,7 +56,7 @@ func (m *MarkerSource) copyFiles(dst, src *os.File) (done bool, err error) {
 // takes a third off the relay's CPU time. The bytes and their order are
 // the same; where the kernel refuses (pipe-max-size, the user's pipe
 // quota), nothing changes.
-func (m *MarkerSource) relay(sfd, dfd int, dst *os.File) error {
+func (m *MarkerSource) relay(sc syscall.RawConn, dfd int, dst *os.File) error {
 	dstPipe := isPipe(dst)
 	if dstPipe {
 		if n, err := unix.FcntlInt(uintptr(dfd), unix.F_GETPIPE_SZ, 0); err == nil && n < relayChunk {
@@ -66,9 +67,9 @@ func (m *MarkerSource) relay(sfd, dfd int, dst *os.File) error {
 	switch {
 	case m.done():
 	case dstPipe:
-		err = m.teeScan(sfd, dfd)
+		err = m.teeScan(sc, dfd)
 	default:
-		err = m.readScan(sfd, dst)
+		err = m.readScan(sc, dst)
 	}
 	if err == io.EOF {
 		return nil
@@ -76,7 +77,7 @@ func (m *MarkerSource) relay(sfd, dfd int, dst *os.File) error {
 	if err != nil {
 		return err
 	}
-	return spliceAll(sfd, dfd, dst)
+	return spliceAll(sc, dfd, dst)
 }
 
 // isPipe reports whether f is a pipe or FIFO.
@@ -85,67 +86,102 @@ func isPipe(f *os.File) bool {
 	return err == nil && fi.Mode()&os.ModeNamedPipe != 0
 }
 
+// fromSrc runs op on src's descriptor, which it holds open meanwhile (a
+// Close of src waits for op), until op reports something other than
+// EAGAIN or EINTR. On EAGAIN it waits in the runtime's poller for src to
+// become readable, unless src has data already: then dst is what is full,
+// and fromSrc returns errDstFull for the caller to wait for dst. A closed
+// src ends it with the poller's error.
+func fromSrc(sc syscall.RawConn, op func(sfd int) (int, error)) (n int, err error) {
+	rerr := sc.Read(func(s uintptr) bool {
+		for {
+			n, err = op(int(s))
+			if err != unix.EINTR {
+				break
+			}
+		}
+		if err != unix.EAGAIN {
+			return true
+		}
+		if readable(int(s)) {
+			err = errDstFull
+			return true
+		}
+		return false
+	})
+	if rerr != nil {
+		return 0, rerr
+	}
+	return n, err
+}
+
+// readable reports whether fd has data (or a hang-up) now.
+func readable(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0
+}
+
 // teeScan duplicates src into the pipe dst chunk by chunk with tee(2), then
 // reads the same bytes from src and scans them, until the marker is seen
 // (nil) or src ends (io.EOF).
-func (m *MarkerSource) teeScan(sfd, dfd int) error {
-	var sc scanner
+func (m *MarkerSource) teeScan(sc syscall.RawConn, dfd int) error {
+	var scn scanner
 	buf := make([]byte, relayChunk)
 	for !m.done() {
-		n, err := unix.Tee(sfd, dfd, len(buf), unix.SPLICE_F_NONBLOCK)
+		// The tee and the read of what it duplicated are one step: a Close
+		// of src between them would send those bytes twice.
+		n, err := fromSrc(sc, func(sfd int) (int, error) {
+			n, err := unix.Tee(sfd, dfd, len(buf), unix.SPLICE_F_NONBLOCK)
+			if err != nil || n == 0 {
+				return int(n), err
+			}
+			// The n bytes are at the head of src, ours alone to read.
+			for got := 0; got < int(n); {
+				k, err := unix.Read(sfd, buf[got:n])
+				if err == unix.EINTR {
+					continue
+				}
+				if err != nil || k == 0 {
+					return 0, &os.PathError{Op: "read", Path: "marker relay", Err: errors.Join(err, io.ErrUnexpectedEOF)}
+				}
+				got += k
+			}
+			return int(n), nil
+		})
 		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			if err := waitBoth(sfd, dfd); err != nil {
+		case err == errDstFull:
+			if err := waitFor(dfd, unix.POLLOUT); err != nil {
 				return err
 			}
 			continue
 		case err != nil:
-			return &os.PathError{Op: "tee", Path: "marker relay", Err: err}
+			return relayError("tee", err)
 		case n == 0:
 			return io.EOF
 		}
-		// The n bytes are at the head of src, ours alone to read.
-		for got := 0; got < int(n); {
-			k, err := unix.Read(sfd, buf[got:n])
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil || k == 0 {
-				return &os.PathError{Op: "read", Path: "marker relay", Err: errors.Join(err, io.ErrUnexpectedEOF)}
-			}
-			got += k
-		}
-		m.scan(&sc, buf[:n])
+		m.scan(&scn, buf[:n])
 	}
 	return nil
 }
 
 // readScan reads src and writes dst (a terminal, a file...) until the
 // marker is seen (nil) or src ends (io.EOF).
-func (m *MarkerSource) readScan(sfd int, dst *os.File) error {
-	var sc scanner
+func (m *MarkerSource) readScan(sc syscall.RawConn, dst *os.File) error {
+	var scn scanner
 	buf := make([]byte, 256*1024)
 	for !m.done() {
-		n, err := unix.Read(sfd, buf)
+		n, err := fromSrc(sc, func(sfd int) (int, error) { return unix.Read(sfd, buf) })
 		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			if err := waitFor(sfd, unix.POLLIN); err != nil {
-				return err
-			}
-			continue
 		case err != nil:
-			return &os.PathError{Op: "read", Path: "marker relay", Err: err}
+			return relayError("read", err)
 		case n == 0:
 			return io.EOF
 		}
 		if err := writeAll(dst, buf[:n]); err != nil {
 			return err
 		}
-		m.scan(&sc, buf[:n])
+		m.scan(&scn, buf[:n])
 	}
 	return nil
 }
@@ -153,22 +189,23 @@ func (m *MarkerSource) readScan(sfd int, dst *os.File) error {
 // spliceAll moves the rest of src into dst with splice(2), no byte passing
 // through user space, until src ends. Where dst takes no splice (a
 // terminal, a file opened for appending) it reads and writes.
-func spliceAll(sfd, dfd int, dst *os.File) error {
+func spliceAll(sc syscall.RawConn, dfd int, dst *os.File) error {
 	moved := false
 	for {
-		n, err := unix.Splice(sfd, nil, dfd, nil, relayChunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		n, err := fromSrc(sc, func(sfd int) (int, error) {
+			n, err := unix.Splice(sfd, nil, dfd, nil, relayChunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			return int(n), err
+		})
 		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			if err := waitBoth(sfd, dfd); err != nil {
+		case err == errDstFull:
+			if err := waitFor(dfd, unix.POLLOUT); err != nil {
 				return err
 			}
 			continue
 		case err == unix.EINVAL && !moved:
-			return copyRest(sfd, dst)
+			return copyRest(sc, dst)
 		case err != nil:
-			return &os.PathError{Op: "splice", Path: "marker relay", Err: err}
+			return relayError("splice", err)
 		case n == 0:
 			return nil
 		}
@@ -177,20 +214,13 @@ func spliceAll(sfd, dfd int, dst *os.File) error {
 }
 
 // copyRest reads src and writes dst until src ends.
-func copyRest(sfd int, dst *os.File) error {
+func copyRest(sc syscall.RawConn, dst *os.File) error {
 	buf := make([]byte, 256*1024)
 	for {
-		n, err := unix.Read(sfd, buf)
+		n, err := fromSrc(sc, func(sfd int) (int, error) { return unix.Read(sfd, buf) })
 		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			if err := waitFor(sfd, unix.POLLIN); err != nil {
-				return err
-			}
-			continue
 		case err != nil:
-			return &os.PathError{Op: "read", Path: "marker relay", Err: err}
+			return relayError("read", err)
 		case n == 0:
 			return nil
 		}
@@ -200,14 +230,13 @@ func copyRest(sfd int, dst *os.File) error {
 	}
 }
 
-// waitBoth blocks until src has data (or its writers are gone) and then
-// until dst has room (or its readers are gone): a non-blocking tee or
-// splice between two pipes fails with EAGAIN for either reason.
-func waitBoth(sfd, dfd int) error {
-	if err := waitFor(sfd, unix.POLLIN); err != nil {
-		return err
+// relayError wraps a system call's error number; other errors (the
+// poller's, a read's already wrapped) pass as they are.
+func relayError(op string, err error) error {
+	if errno, ok := err.(unix.Errno); ok {
+		return &os.PathError{Op: op, Path: "marker relay", Err: errno}
 	}
-	return waitFor(dfd, unix.POLLOUT)
+	return err
 }
 
 // waitFor blocks in poll(2) until fd is ready for events or reports an

@@ -3,6 +3,8 @@ package signals
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -275,4 +277,73 @@ func TestMarkerGrowsPipe(t *testing.T) {
 		dr.Close()
 		dw.Close()
 	}
+}
+
+// TestMarkerCloseWakesCopy checks that closing src ends a Copy waiting for
+// it, before and after the match, into a pipe and into a file: what the
+// copy took from src is written out, the rest stays in the pipe for
+// whoever holds another descriptor of it (wrap hands it to a relay).
+func TestMarkerCloseWakesCopy(t *testing.T) {
+	for _, fired := range []bool{false, true} {
+		for _, sk := range []struct {
+			name string
+			open func(*testing.T) *sink
+		}{{"pipe", pipeSink}, {"file", fileSink(os.O_TRUNC)}} {
+			t.Run(fmt.Sprintf("%s/fired=%v", sk.name, fired), func(t *testing.T) {
+				m := newMarker(t, testMarker)
+				if fired {
+					m.fire()
+				}
+				dst := sk.open(t)
+				r, w, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer w.Close()
+				w.WriteString("first\n")
+				copied := make(chan error, 1)
+				go func() { copied <- m.Copy(dst.f, r) }()
+				for deadline := time.Now().Add(10 * time.Second); string(dst.got()) != "first\n"; time.Sleep(time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("relayed %q", dst.got())
+					}
+				}
+				// The copy now waits for more; a second descriptor keeps the
+				// pipe, as wrap's hand-over does.
+				keep, err := dupFile(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer keep.Close()
+				r.Close()
+				select {
+				case <-copied:
+				case <-time.After(10 * time.Second):
+					t.Fatal("Copy still waits after src was closed")
+				}
+				w.WriteString("rest\n")
+				w.Close()
+				rest, _ := io.ReadAll(keep)
+				if got := dst.finish(t); string(got) != "first\n" || string(rest) != "rest\n" {
+					t.Fatalf("relayed %q and left %q; want %q and %q", got, rest, "first\n", "rest\n")
+				}
+			})
+		}
+	}
+}
+
+// dupFile returns a new descriptor of f's file.
+func dupFile(f *os.File) (*os.File, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fd := -1
+	if cerr := rc.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), f.Name()), nil
 }
