@@ -89,25 +89,29 @@ func isPipe(f *os.File) bool {
 // fromSrc runs op on src's descriptor, which it holds open meanwhile (a
 // Close of src waits for op), until op reports something other than
 // EAGAIN or EINTR. On EAGAIN it waits in the runtime's poller for src to
-// become readable, unless src has data already: then dst is what is full,
-// and fromSrc returns errDstFull for the caller to wait for dst. A closed
-// src ends it with the poller's error.
-func fromSrc(sc syscall.RawConn, op func(sfd int) (int, error)) (n int, err error) {
+// become readable. If src has data already, the data either arrived just
+// after op looked, or (when toDst, op writing into dst) dst is full: a
+// plain read is tried again, and an op into dst returns errDstFull for the
+// caller to wait for dst (which returns at once if dst has room, and the
+// caller tries again). A closed src ends it with the poller's error.
+func fromSrc(sc syscall.RawConn, toDst bool, op func(sfd int) (int, error)) (n int, err error) {
 	rerr := sc.Read(func(s uintptr) bool {
 		for {
 			n, err = op(int(s))
-			if err != unix.EINTR {
-				break
+			if err == unix.EINTR {
+				continue
+			}
+			if err != unix.EAGAIN {
+				return true
+			}
+			if !readable(int(s)) {
+				return false
+			}
+			if toDst {
+				err = errDstFull
+				return true
 			}
 		}
-		if err != unix.EAGAIN {
-			return true
-		}
-		if readable(int(s)) {
-			err = errDstFull
-			return true
-		}
-		return false
 	})
 	if rerr != nil {
 		return 0, rerr
@@ -131,7 +135,7 @@ func (m *MarkerSource) teeScan(sc syscall.RawConn, dfd int) error {
 	for !m.done() {
 		// The tee and the read of what it duplicated are one step: a Close
 		// of src between them would send those bytes twice.
-		n, err := fromSrc(sc, func(sfd int) (int, error) {
+		n, err := fromSrc(sc, true, func(sfd int) (int, error) {
 			n, err := unix.Tee(sfd, dfd, len(buf), unix.SPLICE_F_NONBLOCK)
 			if err != nil || n == 0 {
 				return int(n), err
@@ -171,7 +175,7 @@ func (m *MarkerSource) readScan(sc syscall.RawConn, dst *os.File) error {
 	var scn scanner
 	buf := make([]byte, 256*1024)
 	for !m.done() {
-		n, err := fromSrc(sc, func(sfd int) (int, error) { return unix.Read(sfd, buf) })
+		n, err := fromSrc(sc, false, func(sfd int) (int, error) { return unix.Read(sfd, buf) })
 		switch {
 		case err != nil:
 			return relayError("read", err)
@@ -192,7 +196,7 @@ func (m *MarkerSource) readScan(sc syscall.RawConn, dst *os.File) error {
 func spliceAll(sc syscall.RawConn, dfd int, dst *os.File) error {
 	moved := false
 	for {
-		n, err := fromSrc(sc, func(sfd int) (int, error) {
+		n, err := fromSrc(sc, true, func(sfd int) (int, error) {
 			n, err := unix.Splice(sfd, nil, dfd, nil, relayChunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 			return int(n), err
 		})
@@ -217,7 +221,7 @@ func spliceAll(sc syscall.RawConn, dfd int, dst *os.File) error {
 func copyRest(sc syscall.RawConn, dst *os.File) error {
 	buf := make([]byte, 256*1024)
 	for {
-		n, err := fromSrc(sc, func(sfd int) (int, error) { return unix.Read(sfd, buf) })
+		n, err := fromSrc(sc, false, func(sfd int) (int, error) { return unix.Read(sfd, buf) })
 		switch {
 		case err != nil:
 			return relayError("read", err)

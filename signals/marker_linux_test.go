@@ -163,6 +163,11 @@ func TestMarkerKernelRelay(t *testing.T) {
 						if time.Now().After(deadline) {
 							t.Fatalf("%d of %d bytes arrived", len(dst.got()), len(want))
 						}
+						select {
+						case err := <-copied:
+							t.Fatalf("Copy returned %v with %d of %d bytes relayed", err, len(dst.got()), len(want))
+						default:
+						}
 						time.Sleep(100 * time.Microsecond)
 					}
 				}
