@@ -6,12 +6,11 @@ package cuda
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"sync"
 	"unsafe"
 
-	"github.com/ebitengine/purego"
+	"github.com/keepgpu/keepgpu/internal/dl"
 )
 
 // LibraryName is the CUDA driver library keepgpu loads; the dynamic linker
@@ -52,37 +51,31 @@ type api struct {
 
 // symbols pairs each entry point with its exported name. Versioned names
 // (_v2) are the ABI the driver has exported since CUDA 3.2/4.0.
-func (a *api) symbols() []struct {
-	name string
-	fn   any
-} {
-	return []struct {
-		name string
-		fn   any
-	}{
-		{"cuInit", &a.cuInit},
-		{"cuDriverGetVersion", &a.cuDriverGetVersion},
-		{"cuDeviceGetCount", &a.cuDeviceGetCount},
-		{"cuDeviceGet", &a.cuDeviceGet},
-		{"cuDeviceGetName", &a.cuDeviceGetName},
-		{"cuDeviceGetUuid", &a.cuDeviceGetUuid},
-		{"cuDeviceTotalMem_v2", &a.cuDeviceTotalMem},
-		{"cuDeviceGetAttribute", &a.cuDeviceGetAttribute},
-		{"cuCtxCreate_v2", &a.cuCtxCreate},
-		{"cuCtxDestroy_v2", &a.cuCtxDestroy},
-		{"cuCtxSetCurrent", &a.cuCtxSetCurrent},
-		{"cuCtxSynchronize", &a.cuCtxSynchronize},
-		{"cuMemAlloc_v2", &a.cuMemAlloc},
-		{"cuMemFree_v2", &a.cuMemFree},
-		{"cuMemsetD8_v2", &a.cuMemsetD8},
-		{"cuMemGetInfo_v2", &a.cuMemGetInfo},
-		{"cuMemHostAlloc", &a.cuMemHostAlloc},
-		{"cuMemHostGetDevicePointer_v2", &a.cuMemHostGetDevPtr},
-		{"cuMemFreeHost", &a.cuMemFreeHost},
-		{"cuModuleLoadDataEx", &a.cuModuleLoadDataEx},
-		{"cuModuleGetFunction", &a.cuModuleGetFunction},
-		{"cuModuleUnload", &a.cuModuleUnload},
-		{"cuLaunchKernel", &a.cuLaunchKernel},
+func (a *api) symbols() []dl.Symbol {
+	return []dl.Symbol{
+		{Name: "cuInit", Fn: &a.cuInit},
+		{Name: "cuDriverGetVersion", Fn: &a.cuDriverGetVersion},
+		{Name: "cuDeviceGetCount", Fn: &a.cuDeviceGetCount},
+		{Name: "cuDeviceGet", Fn: &a.cuDeviceGet},
+		{Name: "cuDeviceGetName", Fn: &a.cuDeviceGetName},
+		{Name: "cuDeviceGetUuid", Fn: &a.cuDeviceGetUuid},
+		{Name: "cuDeviceTotalMem_v2", Fn: &a.cuDeviceTotalMem},
+		{Name: "cuDeviceGetAttribute", Fn: &a.cuDeviceGetAttribute},
+		{Name: "cuCtxCreate_v2", Fn: &a.cuCtxCreate},
+		{Name: "cuCtxDestroy_v2", Fn: &a.cuCtxDestroy},
+		{Name: "cuCtxSetCurrent", Fn: &a.cuCtxSetCurrent},
+		{Name: "cuCtxSynchronize", Fn: &a.cuCtxSynchronize},
+		{Name: "cuMemAlloc_v2", Fn: &a.cuMemAlloc},
+		{Name: "cuMemFree_v2", Fn: &a.cuMemFree},
+		{Name: "cuMemsetD8_v2", Fn: &a.cuMemsetD8},
+		{Name: "cuMemGetInfo_v2", Fn: &a.cuMemGetInfo},
+		{Name: "cuMemHostAlloc", Fn: &a.cuMemHostAlloc},
+		{Name: "cuMemHostGetDevicePointer_v2", Fn: &a.cuMemHostGetDevPtr},
+		{Name: "cuMemFreeHost", Fn: &a.cuMemFreeHost},
+		{Name: "cuModuleLoadDataEx", Fn: &a.cuModuleLoadDataEx},
+		{Name: "cuModuleGetFunction", Fn: &a.cuModuleGetFunction},
+		{Name: "cuModuleUnload", Fn: &a.cuModuleUnload},
+		{Name: "cuLaunchKernel", Fn: &a.cuLaunchKernel},
 	}
 }
 
@@ -111,25 +104,12 @@ func Load() (*Driver, error) {
 }
 
 func load(name string) (*Driver, error) {
-	// dlerror is per thread: keep dlopen and dlerror on one, or the reason
-	// why the library did not load is lost.
-	runtime.LockOSThread()
-	h, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_LOCAL)
-	runtime.UnlockOSThread()
+	h, _, err := dl.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoLibrary, err)
 	}
 	d := &Driver{}
-	var missing []string
-	for _, s := range d.symbols() {
-		addr, err := purego.Dlsym(h, s.name)
-		if err != nil || addr == 0 {
-			missing = append(missing, s.name)
-			continue
-		}
-		purego.RegisterFunc(s.fn, addr)
-	}
-	if len(missing) > 0 {
+	if missing := dl.Bind(h, d.symbols()); len(missing) > 0 {
 		return nil, fmt.Errorf("%s: missing symbols %s (driver too old, or not NVIDIA's libcuda)", name, strings.Join(missing, ", "))
 	}
 	if err := d.cuInit(0).err(); err != nil {

@@ -6,12 +6,11 @@ package hip
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"sync"
 	"unicode"
 
-	"github.com/ebitengine/purego"
+	"github.com/keepgpu/keepgpu/internal/dl"
 )
 
 // LibraryNames are the HIP runtime sonames keepgpu tries, newest first:
@@ -60,39 +59,33 @@ type api struct {
 	hipDeviceGetUUID func(uuid *[16]byte, dev int32) Code
 }
 
-type entry struct {
-	name     string
-	fn       any
-	optional bool
-}
-
-func (a *api) entries() []entry {
-	return []entry{
-		{"hipInit", &a.hipInit, false},
-		{"hipDriverGetVersion", &a.hipDriverGetVersion, false},
-		{"hipRuntimeGetVersion", &a.hipRuntimeGetVersion, false},
-		{"hipGetErrorName", &a.hipGetErrorName, false},
-		{"hipGetErrorString", &a.hipGetErrorString, false},
-		{"hipGetDeviceCount", &a.hipGetDeviceCount, false},
-		{"hipSetDevice", &a.hipSetDevice, false},
-		{"hipSetDeviceFlags", &a.hipSetDeviceFlags, false},
-		{"hipDeviceGetName", &a.hipDeviceGetName, false},
-		{"hipDeviceGetPCIBusId", &a.hipDeviceGetPCIBusID, false},
-		{"hipDeviceTotalMem", &a.hipDeviceTotalMem, false},
-		{"hipMemGetInfo", &a.hipMemGetInfo, false},
-		{"hipMalloc", &a.hipMalloc, false},
-		{"hipFree", &a.hipFree, false},
-		{"hipMemset", &a.hipMemset, false},
-		{"hipMemsetAsync", &a.hipMemsetAsync, false},
-		{"hipDeviceSynchronize", &a.hipDeviceSynchronize, false},
-		{"hipStreamCreateWithFlags", &a.hipStreamCreateWithFlags, false},
-		{"hipStreamDestroy", &a.hipStreamDestroy, false},
-		{"hipEventCreateWithFlags", &a.hipEventCreateWithFlags, false},
-		{"hipEventRecord", &a.hipEventRecord, false},
-		{"hipEventSynchronize", &a.hipEventSynchronize, false},
-		{"hipEventElapsedTime", &a.hipEventElapsedTime, false},
-		{"hipEventDestroy", &a.hipEventDestroy, false},
-		{"hipDeviceGetUuid", &a.hipDeviceGetUUID, true},
+func (a *api) entries() []dl.Symbol {
+	return []dl.Symbol{
+		{Name: "hipInit", Fn: &a.hipInit},
+		{Name: "hipDriverGetVersion", Fn: &a.hipDriverGetVersion},
+		{Name: "hipRuntimeGetVersion", Fn: &a.hipRuntimeGetVersion},
+		{Name: "hipGetErrorName", Fn: &a.hipGetErrorName},
+		{Name: "hipGetErrorString", Fn: &a.hipGetErrorString},
+		{Name: "hipGetDeviceCount", Fn: &a.hipGetDeviceCount},
+		{Name: "hipSetDevice", Fn: &a.hipSetDevice},
+		{Name: "hipSetDeviceFlags", Fn: &a.hipSetDeviceFlags},
+		{Name: "hipDeviceGetName", Fn: &a.hipDeviceGetName},
+		{Name: "hipDeviceGetPCIBusId", Fn: &a.hipDeviceGetPCIBusID},
+		{Name: "hipDeviceTotalMem", Fn: &a.hipDeviceTotalMem},
+		{Name: "hipMemGetInfo", Fn: &a.hipMemGetInfo},
+		{Name: "hipMalloc", Fn: &a.hipMalloc},
+		{Name: "hipFree", Fn: &a.hipFree},
+		{Name: "hipMemset", Fn: &a.hipMemset},
+		{Name: "hipMemsetAsync", Fn: &a.hipMemsetAsync},
+		{Name: "hipDeviceSynchronize", Fn: &a.hipDeviceSynchronize},
+		{Name: "hipStreamCreateWithFlags", Fn: &a.hipStreamCreateWithFlags},
+		{Name: "hipStreamDestroy", Fn: &a.hipStreamDestroy},
+		{Name: "hipEventCreateWithFlags", Fn: &a.hipEventCreateWithFlags},
+		{Name: "hipEventRecord", Fn: &a.hipEventRecord},
+		{Name: "hipEventSynchronize", Fn: &a.hipEventSynchronize},
+		{Name: "hipEventElapsedTime", Fn: &a.hipEventElapsedTime},
+		{Name: "hipEventDestroy", Fn: &a.hipEventDestroy},
+		{Name: "hipDeviceGetUuid", Fn: &a.hipDeviceGetUUID, Optional: true},
 	}
 }
 
@@ -124,44 +117,16 @@ func Load() (*Runtime, error) {
 	return loaded, loadErr
 }
 
-// dlopen opens the first of names that loads. dlerror is per thread: keep
-// dlopen and dlerror on one, or the reason why a library did not load is
-// lost.
-func dlopen(names ...string) (uintptr, string, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var why []string
-	for _, name := range names {
-		h, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_LOCAL)
-		if err == nil {
-			return h, name, nil
-		}
-		why = append(why, err.Error())
-	}
-	return 0, "", fmt.Errorf("%w: %s", ErrNoLibrary, strings.Join(why, "; "))
-}
-
 // load opens the first of names that loads and initialises it. A library
 // that is found but broken (missing symbols) is an error, not a reason to
 // try an older one: it is the ROCm the node has.
 func load(names ...string) (*Runtime, error) {
-	h, name, err := dlopen(names...)
+	h, name, err := dl.Open(names...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", ErrNoLibrary, err)
 	}
 	r := &Runtime{Library: name}
-	var missing []string
-	for _, e := range r.api.entries() {
-		addr, err := purego.Dlsym(h, e.name)
-		if err != nil || addr == 0 {
-			if !e.optional {
-				missing = append(missing, e.name)
-			}
-			continue
-		}
-		purego.RegisterFunc(e.fn, addr)
-	}
-	if len(missing) > 0 {
+	if missing := dl.Bind(h, r.api.entries()); len(missing) > 0 {
 		return nil, fmt.Errorf("%s: missing symbols %s (ROCm too old, or not AMD's HIP runtime)", name, strings.Join(missing, ", "))
 	}
 	if c := r.hipInit(0); c != Success {

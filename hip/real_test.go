@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ebitengine/purego"
+	"github.com/keepgpu/keepgpu/internal/dl"
 )
 
 // TestRealLibrary loads AMD's own HIP runtime where KEEPGPU_ROCM_LIBS names
@@ -18,18 +19,18 @@ func TestRealLibrary(t *testing.T) {
 		t.Skip("KEEPGPU_ROCM_LIBS is not set (scripts/rocm-test.sh sets it)")
 	}
 	t.Run("symbols", func(t *testing.T) {
-		h, name, err := dlopen(LibraryNames...)
+		h, name, err := dl.Open(LibraryNames...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		path, _ := filepath.EvalSymlinks(libraryPath(name))
 		var missing, optional []string
 		for _, e := range new(api).entries() {
-			if addr, err := purego.Dlsym(h, e.name); err != nil || addr == 0 {
-				if e.optional {
-					optional = append(optional, e.name)
+			if addr, err := purego.Dlsym(h, e.Name); err != nil || addr == 0 {
+				if e.Optional {
+					optional = append(optional, e.Name)
 				} else {
-					missing = append(missing, e.name)
+					missing = append(missing, e.Name)
 				}
 			}
 		}

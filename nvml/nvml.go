@@ -6,12 +6,12 @@ package nvml
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"sync"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
+	"github.com/keepgpu/keepgpu/internal/dl"
 )
 
 // LibraryName is the NVML library keepgpu loads; the dynamic linker finds it
@@ -106,32 +106,6 @@ type NVML struct {
 	lastSeen map[string]uint64 // per-process utilization time stamps per UUID
 }
 
-var (
-	libMu sync.Mutex
-	libs  = map[string]uintptr{}
-)
-
-// dlopen opens a library once per process and keeps it loaded: NVML counts
-// nvmlInit and nvmlShutdown itself. A library that failed to load is tried
-// again on the next call.
-func dlopen(name string) (uintptr, error) {
-	libMu.Lock()
-	defer libMu.Unlock()
-	if h, ok := libs[name]; ok {
-		return h, nil
-	}
-	// dlerror is per thread: keep dlopen and dlerror on one, or the reason
-	// why the library did not load is lost.
-	runtime.LockOSThread()
-	h, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_LOCAL)
-	runtime.UnlockOSThread()
-	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrNoLibrary, err)
-	}
-	libs[name] = h
-	return h, nil
-}
-
 // Open loads libnvidia-ml.so.1, resolves every entry point keepgpu uses
 // and calls nvmlInit. A missing library wraps ErrNoLibrary; missing
 // symbols are named all at once; nvmlInit's failure is an *Error, so
@@ -140,9 +114,9 @@ func dlopen(name string) (uintptr, error) {
 func Open() (*NVML, error) { return open(LibraryName) }
 
 func open(name string) (*NVML, error) {
-	h, err := dlopen(name)
+	h, _, err := dl.Open(name)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", ErrNoLibrary, err)
 	}
 	n := &NVML{lastSeen: map[string]uint64{}}
 	var missing []string

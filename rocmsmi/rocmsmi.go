@@ -8,13 +8,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"unsafe"
 
-	"github.com/ebitengine/purego"
+	"github.com/keepgpu/keepgpu/internal/dl"
 )
 
 // LibraryNames are the ROCm SMI sonames keepgpu tries, newest first: ROCm
@@ -67,31 +66,25 @@ type api struct {
 	procInfoByDev  func(pid, dv uint32, proc *processInfo) Status
 }
 
-type entry struct {
-	name     string
-	fn       any
-	optional bool
-}
-
-func (a *api) entries() []entry {
-	return []entry{
-		{"rsmi_init", &a.initialize, false},
-		{"rsmi_shut_down", &a.shutDown, false},
-		{"rsmi_status_string", &a.statusString, false},
-		{"rsmi_num_monitor_devices", &a.numDevices, false},
-		{"rsmi_dev_name_get", &a.devName, false},
-		{"rsmi_dev_unique_id_get", &a.devUniqueID, false},
-		{"rsmi_dev_pci_id_get", &a.devPCIID, false},
-		{"rsmi_dev_busy_percent_get", &a.devBusy, false},
-		{"rsmi_dev_memory_total_get", &a.devMemTotal, false},
-		{"rsmi_dev_memory_usage_get", &a.devMemUsage, false},
-		{"rsmi_compute_process_info_get", &a.procInfo, false},
-		{"rsmi_compute_process_gpus_get", &a.procGPUs, false},
-		{"rsmi_compute_process_info_by_pid_get", &a.procInfoByPID, false},
-		{"rsmi_dev_power_ave_get", &a.devPowerAve, true},
-		{"rsmi_dev_current_socket_power_get", &a.devSocketPower, true},
-		{"rsmi_dev_compute_partition_get", &a.devPartition, true},
-		{"rsmi_compute_process_info_by_device_get", &a.procInfoByDev, true},
+func (a *api) entries() []dl.Symbol {
+	return []dl.Symbol{
+		{Name: "rsmi_init", Fn: &a.initialize},
+		{Name: "rsmi_shut_down", Fn: &a.shutDown},
+		{Name: "rsmi_status_string", Fn: &a.statusString},
+		{Name: "rsmi_num_monitor_devices", Fn: &a.numDevices},
+		{Name: "rsmi_dev_name_get", Fn: &a.devName},
+		{Name: "rsmi_dev_unique_id_get", Fn: &a.devUniqueID},
+		{Name: "rsmi_dev_pci_id_get", Fn: &a.devPCIID},
+		{Name: "rsmi_dev_busy_percent_get", Fn: &a.devBusy},
+		{Name: "rsmi_dev_memory_total_get", Fn: &a.devMemTotal},
+		{Name: "rsmi_dev_memory_usage_get", Fn: &a.devMemUsage},
+		{Name: "rsmi_compute_process_info_get", Fn: &a.procInfo},
+		{Name: "rsmi_compute_process_gpus_get", Fn: &a.procGPUs},
+		{Name: "rsmi_compute_process_info_by_pid_get", Fn: &a.procInfoByPID},
+		{Name: "rsmi_dev_power_ave_get", Fn: &a.devPowerAve, Optional: true},
+		{Name: "rsmi_dev_current_socket_power_get", Fn: &a.devSocketPower, Optional: true},
+		{Name: "rsmi_dev_compute_partition_get", Fn: &a.devPartition, Optional: true},
+		{Name: "rsmi_compute_process_info_by_device_get", Fn: &a.procInfoByDev, Optional: true},
 	}
 }
 
@@ -107,35 +100,6 @@ type SMI struct {
 	Log string
 }
 
-var (
-	libMu sync.Mutex
-	libs  = map[string]uintptr{}
-)
-
-// dlopen opens the first of names that loads, once per process (ROCm SMI
-// counts rsmi_init and rsmi_shut_down itself). dlerror is per thread: keep
-// dlopen and dlerror on one, or the reason why a library did not load is
-// lost.
-func dlopen(names ...string) (uintptr, string, error) {
-	libMu.Lock()
-	defer libMu.Unlock()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var why []string
-	for _, name := range names {
-		if h, ok := libs[name]; ok {
-			return h, name, nil
-		}
-		h, err := purego.Dlopen(name, purego.RTLD_NOW|purego.RTLD_LOCAL)
-		if err == nil {
-			libs[name] = h
-			return h, name, nil
-		}
-		why = append(why, err.Error())
-	}
-	return 0, "", fmt.Errorf("%w: %s", ErrNoLibrary, strings.Join(why, "; "))
-}
-
 // Open loads the newest ROCm SMI of LibraryNames the dynamic linker finds,
 // resolves every entry point keepgpu uses and calls rsmi_init. No library
 // wraps ErrNoLibrary; missing symbols are named all at once; a failing
@@ -146,23 +110,12 @@ func dlopen(names ...string) (uintptr, string, error) {
 func Open() (*SMI, error) { return open(LibraryNames...) }
 
 func open(names ...string) (*SMI, error) {
-	h, name, err := dlopen(names...)
+	h, name, err := dl.Open(names...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", ErrNoLibrary, err)
 	}
 	s := &SMI{Library: name}
-	var missing []string
-	for _, e := range s.api.entries() {
-		addr, err := purego.Dlsym(h, e.name)
-		if err != nil || addr == 0 {
-			if !e.optional {
-				missing = append(missing, e.name)
-			}
-			continue
-		}
-		purego.RegisterFunc(e.fn, addr)
-	}
-	if len(missing) > 0 {
+	if missing := dl.Bind(h, s.api.entries()); len(missing) > 0 {
 		return nil, fmt.Errorf("%s: missing symbols %s (ROCm too old, or not AMD's ROCm SMI)", name, strings.Join(missing, ", "))
 	}
 	var st Status

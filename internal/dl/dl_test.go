@@ -1,0 +1,41 @@
+package dl
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestOpen(t *testing.T) {
+	_, _, err := Open("libkeepgpu-none-1.so", "libkeepgpu-none-2.so")
+	if err == nil || !strings.Contains(err.Error(), "libkeepgpu-none-1.so") || !strings.Contains(err.Error(), "; ") ||
+		!strings.Contains(err.Error(), "libkeepgpu-none-2.so") {
+		t.Fatalf("Open of two missing libraries = %v, want both reasons", err)
+	}
+	h1, name, err := Open("libkeepgpu-none-1.so", "libc.so.6")
+	if err != nil || name != "libc.so.6" {
+		t.Fatalf("Open = %q, %v; want libc.so.6", name, err)
+	}
+	if h2, _, _ := Open("libc.so.6"); h2 != h1 {
+		t.Fatalf("second Open gave handle %#x, first %#x", h2, h1)
+	}
+}
+
+func TestBind(t *testing.T) {
+	h, _, err := Open("libc.so.6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var getpid, optional, required func() int32
+	missing := Bind(h, []Symbol{
+		{Name: "getpid", Fn: &getpid},
+		{Name: "keepgpu_no_such_symbol_1", Fn: &optional, Optional: true},
+		{Name: "keepgpu_no_such_symbol_2", Fn: &required},
+	})
+	if !slices.Equal(missing, []string{"keepgpu_no_such_symbol_2"}) {
+		t.Fatalf("missing = %v, want the required one only", missing)
+	}
+	if getpid == nil || getpid() <= 0 || optional != nil {
+		t.Fatalf("getpid bound: %v, optional left nil: %v", getpid != nil, optional == nil)
+	}
+}
