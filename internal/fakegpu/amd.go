@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -63,21 +62,11 @@ func BuildROCm(dir string, r ROCm) error {
 				strings.Join(append(slices.Clone(HideableHIP), HideableROCmSMI...), ", "))
 		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		return fmt.Errorf("fakegpu: building the fake GPU libraries needs gcc: %w", err)
-	}
-	src, err := os.MkdirTemp("", "fakegpu-src-")
+	gcc, src, err := prepare(dir)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(src)
-	if err := writeSources(src); err != nil {
-		return err
-	}
 	errs := make(chan error, 2)
 	go func() { errs <- buildLib(gcc, src, dir, r.HIPName, "fakehip.c", hipFlags) }()
 	go func() { errs <- buildLib(gcc, src, dir, r.SMIName, "fakerocmsmi.c", smiFlags) }()

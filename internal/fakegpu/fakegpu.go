@@ -60,21 +60,11 @@ const stampFile = ".fakegpu-stamp"
 // -fPIC -O2 -Wall -Werror, -Wl,-soname,<name>, -lpthread), creating dir if
 // needed. Callers set LD_LIBRARY_PATH to dir.
 func Build(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		return fmt.Errorf("fakegpu: building the fake GPU libraries needs gcc: %w", err)
-	}
-	src, err := os.MkdirTemp("", "fakegpu-src-")
+	gcc, src, err := prepare(dir)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(src)
-	if err := writeSources(src); err != nil {
-		return err
-	}
 
 	// Build the libraries in parallel; gcc takes most of Build's time.
 	errs := make([]error, len(libs))
@@ -151,22 +141,33 @@ func BuildNVML(dir string, hide ...string) error {
 		}
 		flags = append(flags, "-DFAKENVML_HIDE_"+sym)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		return fmt.Errorf("fakegpu: building the fake GPU libraries needs gcc: %w", err)
-	}
-	src, err := os.MkdirTemp("", "fakegpu-src-")
+	gcc, src, err := prepare(dir)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(src)
-	if err := writeSources(src); err != nil {
-		return err
-	}
 	return buildLib(gcc, src, dir, NVMLLib, "fakenvml.c", flags)
+}
+
+// prepare creates dir, finds gcc and writes the embedded C sources into a
+// new temporary directory, src, which the caller removes.
+func prepare(dir string) (gcc, src string, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	gcc, err = exec.LookPath("gcc")
+	if err != nil {
+		return "", "", fmt.Errorf("fakegpu: building the fake GPU libraries needs gcc: %w", err)
+	}
+	src, err = os.MkdirTemp("", "fakegpu-src-")
+	if err != nil {
+		return "", "", err
+	}
+	if err := writeSources(src); err != nil {
+		os.RemoveAll(src)
+		return "", "", err
+	}
+	return gcc, src, nil
 }
 
 // writeSources writes the embedded C sources into dir.
