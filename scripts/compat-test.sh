@@ -86,19 +86,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0 failed=0
-pass() {
-	echo "ok    $1"
-	passed=$((passed + 1))
-}
-# fail NAME DETAIL...: a failed check; DETAIL lines are printed indented.
-fail() {
-	echo "FAIL  $1"
-	shift
-	printf '%s\n' "$@" | sed 's/^/      /' | head -n 40
-	failed=$((failed + 1))
-}
-note() { echo "--    $*"; }
+# shellcheck source=scripts/lib/check.sh
+. scripts/lib/check.sh
 
 # expect NAME STATUS REGEX CMD...: runs CMD (at most 120 s) and passes if it
 # exits with STATUS and each line of REGEX, an extended regular expression,

@@ -48,19 +48,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0 failed=0
-pass() {
-	echo "ok    $1"
-	passed=$((passed + 1))
-}
-# fail NAME DETAIL...: a failed check; DETAIL lines are printed indented.
-fail() {
-	echo "FAIL  $1"
-	shift
-	printf '%s\n' "$@" | sed 's/^/      /' | head -n 40
-	failed=$((failed + 1))
-}
-note() { echo "--    $*"; }
+# shellcheck source=scripts/lib/check.sh
+. scripts/lib/check.sh
 summary() {
 	echo "rocm-test: $passed passed, $failed failed, $(($(date +%s) - begin)) s"
 	[ "$failed" = 0 ]
