@@ -32,6 +32,26 @@ func (c *HoldCmd) holderSpec(warn func(string)) (holder.Spec, error) {
 	return spec, err
 }
 
+// supervisedHold is the HoldCmd that kong makes of spec.Args() in an
+// environment without KEEPGPU_* settings: `hold --supervised`, defaults
+// and all.
+func supervisedHold(spec holder.Spec) *HoldCmd {
+	return &HoldCmd{
+		KeepFlags: KeepFlags{
+			GPUs:          spec.GPUs,
+			VRAM:          spec.VRAM,
+			Util:          spec.Util,
+			BusyThreshold: spec.BusyThreshold,
+			Interval:      keeper.Interval(spec.Interval),
+			AllowPartial:  spec.AllowPartial,
+			LogFormat:     "text",
+		},
+		Poll:       keeper.Period(200 * time.Millisecond),
+		Supervised: true,
+		TreeOf:     spec.TreeOf,
+	}
+}
+
 // Run holds until SIGINT or SIGTERM, --max-hold, --until-file,
 // --until-fifo, or the wrapped tree using a GPU; see holder.Run. A release
 // is a success; failing to hold exits 1.

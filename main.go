@@ -8,10 +8,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/keepgpu/keepgpu/holder"
+	"github.com/keepgpu/keepgpu/wrap"
 )
 
 // CLI is keepgpu's command line. Every flag also reads a KEEPGPU_*
@@ -57,7 +61,17 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		}
 	}()
 	unsetEmpty()
-	parser, err := newParser(&cli, stdout, stderr)
+	std := &stdio{out: stdout, err: stderr}
+	if f := direct(args, std); f != nil {
+		return status(f(), stderr)
+	}
+	if len(args) > 0 && args[0] == "wrap" {
+		std.signals = wrap.CatchSignals() // arms while the flags are parsed
+	}
+	parser, err := commandParser(args, std)
+	if parser == nil && err == nil {
+		parser, err = kong.New(&cli, parserOptions(std)...)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "keepgpu: %v\n", err)
 		return 2
@@ -71,19 +85,58 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		}
 		return 2
 	}
-	if err := ctx.Run(); err != nil {
-		var c exitCode
-		if errors.As(err, &c) {
-			return int(c)
-		}
-		fmt.Fprintf(stderr, "keepgpu: error: %v\n", err)
-		var u usageError
-		if errors.As(err, &u) {
-			return 2
-		}
-		return 1
+	return status(ctx.Run(), stderr)
+}
+
+// status is the exit status for err, what a command's Run returned; an
+// error is reported on stderr.
+func status(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
 	}
-	return 0
+	var c exitCode
+	if errors.As(err, &c) {
+		return int(c)
+	}
+	fmt.Fprintf(stderr, "keepgpu: error: %v\n", err)
+	var u usageError
+	if errors.As(err, &u) {
+		return 2
+	}
+	return 1
+}
+
+// direct returns the Run of a command line that must start fast and
+// needs no parser: `keepgpu version`; `keepgpu relay`, wrap's output
+// relay; and the holder a supervisor starts, whose command line
+// holder.Spec.Args wrote and holder.ParseArgs reads, in an environment
+// without KEEPGPU_* settings (holder.Env). It returns nil for anything
+// else, which kong parses; kong would run these the same way
+// (TestDirect).
+func direct(args []string, io *stdio) func() error {
+	if len(args) == 1 {
+		switch args[0] {
+		case "version":
+			return func() error { return VersionCmd{}.Run(io) }
+		case "relay":
+			return (&RelayCmd{}).Run
+		}
+	}
+	if spec, ok := holder.ParseArgs(args); ok && !keepgpuEnv() {
+		c := supervisedHold(spec)
+		return func() error { return c.Run(io) }
+	}
+	return nil
+}
+
+// keepgpuEnv reports whether a KEEPGPU_* variable is set.
+func keepgpuEnv() bool {
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "KEEPGPU_") {
+			return true
+		}
+	}
+	return false
 }
 
 // contextWithTimeout is context.WithTimeout where 0 means no limit.
@@ -115,10 +168,47 @@ func unsetEmpty() {
 
 // newParser builds keepgpu's command-line parser around cli.
 func newParser(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
-	return kong.New(cli,
+	return kong.New(cli, parserOptions(&stdio{out: stdout, err: stderr})...)
+}
+
+// commandParser builds the parser of the one command args starts with, or
+// returns nil where args does not start with a command's name (the default
+// command's flags, --help, a typo): those need the whole CLI. kong builds
+// its model by reflecting on every command, flag and help text of the
+// struct it is given, which costs about a millisecond at each start; the
+// model of one command, a struct of that one field of CLI with its tags,
+// costs a fifth of that and parses that command's lines alike
+// (TestCommandParser).
+func commandParser(args []string, io *stdio) (*kong.Kong, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	t := reflect.TypeFor[CLI]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if _, ok := f.Tag.Lookup("cmd"); ok && commandName(f) == args[0] {
+			one := reflect.New(reflect.StructOf([]reflect.StructField{f}))
+			return kong.New(one.Interface(), parserOptions(io)...)
+		}
+	}
+	return nil, nil
+}
+
+// commandName is the name kong gives the command of CLI's field f.
+func commandName(f reflect.StructField) string {
+	if n := f.Tag.Get("name"); n != "" {
+		return n
+	}
+	return strings.ToLower(f.Name)
+}
+
+// parserOptions are the options of keepgpu's command-line parser, which
+// binds io into every Run method.
+func parserOptions(io *stdio) []kong.Option {
+	return []kong.Option{
 		kong.Name("keepgpu"),
 		kong.Description("Hold a job's GPUs while it does CPU work; hand them over the moment it is ready."),
-		kong.Writers(stdout, stderr),
+		kong.Writers(io.out, io.err),
 		kong.Exit(func(c int) { panic(exitCode(c)) }),
 		kong.DefaultEnvars("KEEPGPU"),
 		// With a resolver, even one that resolves nothing, kong holds a bad
@@ -127,8 +217,8 @@ func newParser(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
 		kong.Resolvers(kong.ResolverFunc(func(*kong.Context, *kong.Path, *kong.Flag) (any, error) { return nil, nil })),
 		kong.WithHyphenPrefixedParameters(true), // --busy-threshold -1
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-		kong.Bind(&stdio{out: stdout, err: stderr}),
-	)
+		kong.Bind(io),
+	}
 }
 
 func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
@@ -137,4 +227,7 @@ func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) 
 type stdio struct {
 	out io.Writer
 	err io.Writer
+	// signals is keepgpu wrap's catch of every signal, started before its
+	// flags are parsed; nil for every other command.
+	signals *wrap.Catch
 }

@@ -54,6 +54,7 @@ func (c *WrapCmd) Run(io *stdio) error {
 		Quiet:           c.Quiet,
 		SocketDir:       runtimeDir(),
 		Stdin:           os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		Signals: io.signals,
 	}
 	// The sources watch from now on; a flag found wrong after one of them
 	// was opened closes it again.

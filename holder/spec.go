@@ -55,6 +55,60 @@ func (s Spec) Args() []string {
 	return args
 }
 
+// ParseArgs decodes the command line that Args writes (after argv[0]) into
+// the Spec it encodes, without a command-line parser, so that a holder
+// starts fast. ok is false for anything Args does not write, or not in its
+// order, and for a value that does not parse: such a command line is left
+// to the full parser of `keepgpu hold`, which decodes Args' command line
+// into the same Spec.
+func ParseArgs(args []string) (s Spec, ok bool) {
+	const fixed = 12 // hold --supervised and five flags with their values
+	if len(args) < fixed || args[0] != "hold" || args[1] != "--supervised" ||
+		args[2] != "--gpus" || args[4] != "--vram" || args[6] != "--util" ||
+		args[8] != "--busy-threshold" || args[10] != "--interval" {
+		return Spec{}, false
+	}
+	var err error
+	if s.GPUs, err = keeper.ParseGPUs(args[3]); err != nil {
+		return Spec{}, false
+	}
+	if s.VRAM, err = keeper.ParseVRAM(args[5]); err != nil {
+		return Spec{}, false
+	}
+	if s.Util, ok = decimal(args[7]); !ok {
+		return Spec{}, false
+	}
+	if s.BusyThreshold, ok = decimal(args[9]); !ok {
+		return Spec{}, false
+	}
+	iv, err := keeper.ParseInterval(args[11])
+	if err != nil {
+		return Spec{}, false
+	}
+	s.Interval = time.Duration(iv)
+	rest := args[fixed:]
+	if len(rest) > 0 && rest[0] == "--allow-partial" {
+		s.AllowPartial, rest = true, rest[1:]
+	}
+	if len(rest) == 2 && rest[0] == "--tree-of" {
+		if s.TreeOf, ok = decimal(rest[1]); !ok || s.TreeOf <= 0 {
+			return Spec{}, false
+		}
+		rest = rest[2:]
+	}
+	if len(rest) > 0 {
+		return Spec{}, false
+	}
+	return s, true
+}
+
+// decimal reads an integer as strconv.Itoa writes it, and nothing else
+// ("010", "+1" and "0x1" are refused).
+func decimal(s string) (int, bool) {
+	n, err := strconv.Atoi(s)
+	return n, err == nil && strconv.Itoa(n) == s
+}
+
 // Env is environ less its KEEPGPU_* settings: the holder's environment,
 // in which only its flags (see Args) say what to hold.
 func Env(environ []string) []string {

@@ -55,6 +55,39 @@ type Config struct {
 	// Quiet keeps keepgpu's own lines off stderr, except warnings.
 	Quiet                 bool
 	Stdin, Stdout, Stderr *os.File
+	// Signals is the catch of every signal that CatchSignals started
+	// early; nil means Run starts it.
+	Signals *Catch
+}
+
+// Catch is keepgpu wrap's catch of every signal it forwards, armed in the
+// background.
+type Catch struct {
+	c     chan os.Signal
+	armed chan struct{} // closed once every signal is caught
+}
+
+// CatchSignals starts catching, in the background, every signal that
+// keepgpu wrap forwards to its command: all but KILL, STOP and 32-34,
+// which the Go runtime keeps. Signals that keepgpu's parent ignored
+// (nohup's SIGHUP, a shell's SIGINT for a background job) stay ignored, for
+// keepgpu and for the command. Arming about 60 signals takes the Go runtime
+// a millisecond or more (a round trip to its signal thread for each), so a
+// caller starts it as early as it can, before it parses its flags; Run
+// waits for it only just before it starts the command, so that no signal
+// is lost once the command runs. Caught signals are reset to their
+// defaults in the processes keepgpu starts.
+func CatchSignals() *Catch {
+	c := &Catch{c: make(chan os.Signal, 64), armed: make(chan struct{})}
+	catch, ignore := dispositions()
+	if len(ignore) > 0 { // Ignore() with no arguments ignores every signal
+		signal.Ignore(ignore...)
+	}
+	go func() {
+		defer close(c.armed)
+		signal.Notify(c.c, catch...)
+	}()
+	return c
 }
 
 // proc is a process wrap started and reaps itself.
@@ -70,7 +103,9 @@ type proc struct {
 // 125/126/127 as ExitFailed, ExitNotExecutable and ExitNotFound say. It
 // returns after the command has exited and the holder is gone.
 func Run(cfg Config) int {
-	w := &wrapper{cfg: cfg, start: time.Now()}
+	none := make(chan holder.Event)
+	close(none)
+	w := &wrapper{cfg: cfg, start: time.Now(), events: none} // events until a holder starts
 	return w.run()
 }
 
@@ -126,23 +161,15 @@ func (w *wrapper) run() int {
 		return err.(*execError).status
 	}
 
-	// Catch every signal before the command starts, so none is lost.
-	// Caught signals are reset to their defaults in the processes keepgpu
-	// starts; signals keepgpu's parent ignored (nohup's SIGHUP, a shell's
-	// SIGINT for a background job) stay ignored, for keepgpu and for the
-	// command. Arming ~60 signals takes the Go runtime milliseconds, so it
-	// runs while the socket and the holder are set up; a signal before then
-	// finds no command to forward to (and the holder follows keepgpu out).
-	w.sigs = make(chan os.Signal, 64)
-	catch, ignore := dispositions()
-	if len(ignore) > 0 { // Ignore() with no arguments ignores every signal
-		signal.Ignore(ignore...)
+	// Every signal is caught before the command starts, so that none is
+	// lost; the catch arms while the socket is set up (see CatchSignals). A
+	// signal before then finds no command to forward to (and the holder
+	// follows keepgpu out).
+	catch := w.cfg.Signals
+	if catch == nil {
+		catch = CatchSignals()
 	}
-	armed := make(chan struct{})
-	go func() {
-		defer close(armed)
-		signal.Notify(w.sigs, catch...)
-	}()
+	w.sigs = catch.c
 
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		w.warnf("cannot become a child subreaper: %v", err)
@@ -158,21 +185,34 @@ func (w *wrapper) run() int {
 		defer w.sock.Close()
 	}
 
-	if err := w.startHolder(); err != nil {
-		if w.cfg.RequireGPU {
-			fmt.Fprintf(w.cfg.Stderr, "keepgpu: --require-gpu: cannot start the holder: %v\n", err)
-			return ExitFailed
-		}
-		w.warnf("holding nothing: cannot start the holder: %v; running the command anyway", err)
+	// The command and the holder start without waiting on each other. The
+	// command must not start before every signal is caught: while the
+	// catch still arms, the holder starts first; once it is armed, the
+	// command starts first and the holder's start overlaps the command's.
+	// With --require-gpu the command starts only once the GPUs are held.
+	holderFirst := w.cfg.RequireGPU
+	select {
+	case <-catch.armed:
+	default:
+		holderFirst = true
 	}
-	<-armed
+	var holderErr error
+	if holderFirst {
+		holderErr = w.startHolder()
+	}
+	<-catch.armed
 	if w.cfg.RequireGPU {
-		if why := w.awaitHolding(); why != "" {
+		why := ""
+		if holderErr != nil {
+			why = "cannot start the holder: " + holderErr.Error()
+		} else {
+			why = w.awaitHolding()
+		}
+		if why != "" {
 			fmt.Fprintf(w.cfg.Stderr, "keepgpu: --require-gpu: %s; not starting the command\n", why)
 			return ExitFailed
 		}
 	}
-
 	if err := w.startChild(path); err != nil {
 		fmt.Fprintln(w.cfg.Stderr, err)
 		w.release("the command did not start")
@@ -182,6 +222,20 @@ func (w *wrapper) run() int {
 			return ee.status
 		}
 		return ExitNotExecutable
+	}
+	if !holderFirst {
+		holderErr = w.startHolder()
+	}
+	if w.foreground {
+		// The command owns the terminal now and keepgpu is in the
+		// background: writing its lines (with stty tostop) or handing the
+		// terminal back at the end must not stop it or loop on SIGTTOU.
+		// The command and the holder were started before this and keep
+		// the defaults.
+		signal.Ignore(syscall.SIGTTOU, syscall.SIGTTIN)
+	}
+	if holderErr != nil {
+		w.warnf("holding nothing: cannot start the holder: %v; running the command anyway", holderErr)
 	}
 	return w.loop()
 }
@@ -206,11 +260,7 @@ func dispositions() (catch, ignore []os.Signal) {
 
 // startHolder starts the holder (see holder.Start), telling it that
 // keepgpu's own process tree is the command's when ReleaseOnGPUUse is set.
-// Without a holder, events is closed at once.
 func (w *wrapper) startHolder() error {
-	none := make(chan holder.Event)
-	close(none)
-	w.events = none
 	if w.cfg.Holder == nil {
 		return nil
 	}
@@ -321,13 +371,6 @@ func (w *wrapper) startChild(path string) error {
 	}
 	w.child = &proc{pid: p.Pid}
 	p.Release()
-	if w.foreground {
-		// The command owns the terminal now and keepgpu is in the
-		// background: writing its lines (with stty tostop) or handing the
-		// terminal back at the end must not stop it or loop on SIGTTOU.
-		// The command was started before this and keeps the defaults.
-		signal.Ignore(syscall.SIGTTOU, syscall.SIGTTIN)
-	}
 	return nil
 }
 
