@@ -1,6 +1,7 @@
 package holder
 
 import (
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -71,6 +72,62 @@ func TestEnv(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := Env(tt.environ); !slices.Equal(got, tt.want) {
 				t.Errorf("Env(%q) = %q; want %q", tt.environ, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestParseArgs decodes what Args writes into the same Spec, and leaves
+// everything else (ok false) to the full command-line parser.
+func TestParseArgs(t *testing.T) {
+	gpus, err := keeper.ParseGPUs("1,GPU-abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs := map[string]Spec{
+		"defaults":   {GPUs: keeper.GPUs{All: true}, VRAM: mustVRAM(t, "1GiB"), Util: 30, BusyThreshold: 25, Interval: 2 * time.Second},
+		"everything": {GPUs: gpus, VRAM: mustVRAM(t, "50%"), Util: 0, BusyThreshold: -1, Interval: 500 * time.Millisecond, AllowPartial: true, TreeOf: 4242},
+		"tree only":  {GPUs: gpus, VRAM: mustVRAM(t, "max"), Util: 100, BusyThreshold: 100, Interval: 24 * time.Hour, TreeOf: 1},
+		"partial":    {GPUs: keeper.GPUs{All: true}, VRAM: mustVRAM(t, "123456789"), Util: 1, BusyThreshold: 0, Interval: 10 * time.Millisecond, AllowPartial: true},
+	}
+	for name, spec := range specs {
+		t.Run(name, func(t *testing.T) {
+			got, ok := ParseArgs(spec.Args())
+			if !ok || !reflect.DeepEqual(got, spec) {
+				t.Errorf("ParseArgs(%q) = %+v, %v\nwant %+v", spec.Args(), got, ok, spec)
+			}
+		})
+	}
+	base := specs["defaults"].Args()
+	with := func(i int, v string) []string {
+		a := slices.Clone(base)
+		a[i] = v
+		return a
+	}
+	refused := map[string][]string{
+		"empty":              nil,
+		"plain hold":         {"hold"},
+		"not supervised":     append([]string{"hold"}, base[2:]...),
+		"flags reordered":    append([]string{"hold", "--supervised", "--vram", "1GiB", "--gpus", "all"}, base[6:]...),
+		"extra flag":         append(slices.Clone(base), "--quiet"),
+		"tree-of before":     append(append([]string{}, base...), "--tree-of", "7", "--allow-partial"),
+		"tree-of no value":   append(slices.Clone(base), "--tree-of"),
+		"tree-of zero":       append(slices.Clone(base), "--tree-of", "0"),
+		"tree-of octal":      append(slices.Clone(base), "--tree-of", "010"),
+		"util plus":          with(7, "+30"),
+		"util octal":         with(7, "030"),
+		"util hex":           with(7, "0x1e"),
+		"busy not a number":  with(9, "lots"),
+		"bad gpus":           with(3, "0,,1"),
+		"bad vram":           with(5, "1Gb"),
+		"bad interval":       with(11, "soon"),
+		"interval too short": with(11, "1ms"),
+		"other command":      with(0, "wrap"),
+	}
+	for name, args := range refused {
+		t.Run("refused/"+name, func(t *testing.T) {
+			if got, ok := ParseArgs(args); ok {
+				t.Errorf("ParseArgs(%q) = %+v, true; want false", args, got)
 			}
 		})
 	}
