@@ -51,6 +51,7 @@ func TestRun(t *testing.T) {
 		"wrapper memory", "holder memory", "holder CPU per held GPU", "kernel launches per second per GPU, 16 fake GPU(s)",
 		"SIGTERM → holder exited", "relay CPU (the wrapper's), before the match", "relay CPU (the wrapper's), after the match",
 		"`wrap -- true` − `tini -s -- true`", "`wrap -- true` − `dumb-init true`", "`keepgpu version` ÷ a Go hello world",
+		"linked as keepgpu is (dynamically, by purego), for reference | ", "minor page faults (median), for reference | ",
 		"(baseline ")
 	// The stable figures come first.
 	if i, j := strings.Index(report, "holder CPU per held GPU"), strings.Index(report, "stdout throughput"); i < 0 || j < i {

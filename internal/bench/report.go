@@ -79,7 +79,8 @@ func (b *bench) header() ([]string, error) {
 		fmt.Sprintf("handoffs: %d per ready source, each a fresh `keepgpu wrap`; the signal comes at a random point "+
 			"of the holder's 100 ms keep-alive cycle after it holds both GPUs; p50 · p99 · max", b.cfg.n),
 		fmt.Sprintf("start-up: %d runs each of `true`, `keepgpu wrap -- true`, `keepgpu version`, `tini -s -- true`, `dumb-init true` "+
-			"(where installed) and a Go hello world built here, interleaved; differences and ratios paired within each turn", b.cfg.runs),
+			"(where installed) and two Go hello worlds built here (static, and linked as keepgpu is), interleaved%s; "+
+			"differences and ratios paired within each turn", b.cfg.runs, startupBaselineNote(b.cfg.baseline)),
 		fmt.Sprintf("throughput: %d MiB of log lines from the wrapped command, read in 1 MiB reads, %d runs per variant, "+
 			"interleaved: median (min–max), first read to EOF; keepgpu's own CPU: the wrapper's user+sys time "+
 			"(start-up included) per GiB; MB = 10⁶ bytes", b.cfg.mib, b.cfg.reps),
@@ -100,6 +101,15 @@ func baselineNote(path string) string {
 		return ""
 	}
 	return " and binary, taking turns with the baseline " + path
+}
+
+// startupBaselineNote says that the baseline binary's wrap and version
+// runs take their turns too.
+func startupBaselineNote(path string) string {
+	if path == "" {
+		return ""
+	}
+	return ", the baseline " + path + " taking its turns with `wrap -- true` and `version` too"
 }
 
 // cpuInfo returns the first CPU model name in /proc/cpuinfo and the number
