@@ -49,7 +49,7 @@ func TestRun(t *testing.T) {
 	}
 	want = append(want, "`keepgpu ready` called → returned", "`keepgpu version` wall time", "`wrap -- true` − `true`",
 		"wrapper memory", "holder memory", "holder CPU per held GPU", "kernel launches per second per GPU, 16 fake GPU(s)",
-		"SIGTERM → holder exited", "relay CPU (the wrapper's), before the match", "relay CPU (the wrapper's), after the match",
+		"SIGTERM → holder exited", "a foreign compute process on each of 2 fake GPUs", "relay CPU (the wrapper's), before the match", "relay CPU (the wrapper's), after the match",
 		"`wrap -- true` − `tini -s -- true`", "`wrap -- true` − `dumb-init true`", "`keepgpu version` ÷ a Go hello world",
 		"linked as keepgpu is (dynamically, by purego), for reference | ", "minor page faults (median), for reference | ",
 		"(baseline ")

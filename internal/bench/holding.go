@@ -104,6 +104,11 @@ func (b *bench) holding() ([]row, error) {
 		}
 		rows = append(rows, rc, rl)
 	}
+	tree, err := b.treeWatch(dir)
+	if err != nil {
+		return nil, err
+	}
+	rows = append(rows, tree)
 	for _, n := range holdCounts {
 		st := func(label string) stats {
 			var ds []time.Duration
@@ -276,4 +281,123 @@ func threadsCPU(pid int) (time.Duration, error) {
 		sum += time.Duration(ns)
 	}
 	return sum, nil
+}
+
+// treeGPUs is the number of fake GPUs of the tree-watch runs.
+const treeGPUs = 2
+
+// treeWatch measures the holder of `keepgpu wrap` (which matches every held
+// GPU's compute processes against the command's process tree every window)
+// with a foreign compute process on each GPU, whose ancestry is not the
+// command's: its CPU per held GPU, every binary taking its turn,
+// b.cfg.holdReps times. --busy-threshold -1 keeps the kernel running
+// beside the foreign process.
+func (b *bench) treeWatch(dir string) (row, error) {
+	r := row{stable: true, figure: fmt.Sprintf("holder CPU per held GPU under `wrap --busy-threshold -1 -- sleep`, "+
+		"a foreign compute process on each of %d fake GPUs (the command's tree matched every window)", treeGPUs),
+		target: fmt.Sprintf("≤ %.0f ms/s", holdCPULimit)}
+	node, err := fakegpu.NewNode(filepath.Join(dir, "tree"), b.node.LibDir, treeGPUs)
+	if err != nil {
+		return r, fmt.Errorf("tree watch: %w", err)
+	}
+	foreign := exec.Command("sleep", "3600")
+	if err := foreign.Start(); err != nil {
+		return r, fmt.Errorf("tree watch: %w", err)
+	}
+	defer func() {
+		foreign.Process.Kill()
+		foreign.Wait()
+	}()
+	for gpu := 0; gpu < treeGPUs; gpu++ {
+		if err := node.AddProcess(gpu, foreign.Process.Pid, 1<<20); err != nil {
+			return r, fmt.Errorf("tree watch: %w", err)
+		}
+	}
+	fmt.Fprintf(b.log, "bench: holder under wrap, a foreign process on each of %d fake GPUs, %s × %d per binary\n", treeGPUs, b.cfg.holdFor, b.cfg.holdReps)
+	bins := b.binaries()
+	cpu := make([][]float64, len(bins))
+	for rep := 0; rep < b.cfg.holdReps; rep++ {
+		for i, bin := range bins {
+			c, err := b.treeWatchOnce(bin.path, node)
+			if err != nil {
+				return r, fmt.Errorf("tree watch with %s: %w", bin.path, err)
+			}
+			cpu[i] = append(cpu[i], c)
+		}
+	}
+	m := median(cpu[0])
+	r.measured, r.ok = fmt.Sprintf("%.2f ms/s", m), verdict(m <= holdCPULimit)
+	if len(bins) > 1 {
+		r.measured += fmt.Sprintf(" (baseline %.2f)", median(cpu[1]))
+	}
+	return r, nil
+}
+
+// treeWatchOnce runs `keepgpu wrap` around a sleep on node and returns its
+// holder's CPU per held GPU over b.cfg.holdFor, in ms/s.
+func (b *bench) treeWatchOnce(bin string, node *fakegpu.Node) (float64, error) {
+	c := exec.Command(bin, "wrap", "--quiet", "--gpus", "all", "--vram", holdVRAM, "--util", holdUtil, "--busy-threshold", "-1", "--", "sleep", "3600")
+	c.Env = append(append(cleanEnv(), node.Env()...), "XDG_RUNTIME_DIR="+b.dir)
+	var stderr strings.Builder
+	c.Stderr = &stderr
+	if err := c.Start(); err != nil {
+		return 0, err
+	}
+	defer func() {
+		c.Process.Signal(syscall.SIGTERM) // forwarded to the sleep; keepgpu exits with it
+		c.Wait()
+	}()
+	holder, err := waitHolder(node, c.Process.Pid, treeGPUs)
+	if err != nil {
+		return 0, cmdError(c, err, stderr.String())
+	}
+	time.Sleep(holdSettle)
+	cpu0, err := threadsCPU(holder)
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	time.Sleep(b.cfg.holdFor)
+	cpu1, err := threadsCPU(holder)
+	if err != nil {
+		return 0, err
+	}
+	return (cpu1 - cpu0).Seconds() * 1000 / time.Since(t0).Seconds() / treeGPUs, nil
+}
+
+// waitHolder waits until a child of wrapper holds memory on each of node's
+// n GPUs, and returns its pid.
+func waitHolder(node *fakegpu.Node, wrapper, n int) (int, error) {
+	for deadline := time.Now().Add(waitLimit); ; time.Sleep(time.Millisecond) {
+		procs, err := node.Procs(0)
+		if err != nil {
+			return 0, err
+		}
+		for _, p := range procs {
+			if p.Bytes > 0 && parentOf(p.PID) == wrapper && waitHolds(node, p.PID, n) == nil {
+				return p.PID, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("no holder of wrapper %d holds %d GPUs after %s", wrapper, n, waitLimit)
+		}
+	}
+}
+
+// parentOf returns pid's parent, or 0.
+func parentOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }

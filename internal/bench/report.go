@@ -74,7 +74,9 @@ func (b *bench) header() ([]string, error) {
 		fmt.Sprintf("GPU: none — the project's fake driver libraries (internal/fakegpu), %d GPUs, holder --vram %s", gpus, vram),
 		fmt.Sprintf("holding: `keepgpu hold --gpus all --vram %s --util %s` on fake nodes of %v GPUs, %d runs per count%s; "+
 			"CPU of all the holder's threads (schedstat) and launches the fake driver counted, over %s after %s of settling, "+
-			"median; then SIGTERM at a random point of the 100 ms cycle → exit; the nodes' state in %s",
+			"median; then SIGTERM at a random point of the 100 ms cycle → exit; likewise the holder of "+
+			"`keepgpu wrap --busy-threshold -1 -- sleep` with a foreign compute process (not of the command's tree) on each of its GPUs; "+
+			"the nodes' state in %s",
 			holdVRAM, holdUtil, holdCounts, b.cfg.holdReps, baselineNote(b.cfg.baseline), b.cfg.holdFor, holdSettle, holdPlace()),
 		fmt.Sprintf("handoffs: %d per ready source, each a fresh `keepgpu wrap`; the signal comes at a random point "+
 			"of the holder's 100 ms keep-alive cycle after it holds both GPUs; p50 · p99 · max", b.cfg.n),
