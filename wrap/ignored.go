@@ -22,9 +22,9 @@ var untouchedByRuntime = []syscall.Signal{syscall.SIGCONT, syscall.SIGTSTP, sysc
 
 // ignoredUntouched returns the SigIgn mask of /proc/self/status (bit N-1
 // for signal N), limited to untouchedByRuntime. It is true to the start
-// only for the signals no signal.Notify has asked for yet: Run reads it
-// before it catches any signal. (The --ready-signal's source catches its
-// signal earlier, which keepgpu does not forward either way.)
+// only for the signals no signal.Notify has asked for yet: CatchSignals
+// reads it before it catches any signal, and keepgpu wrap calls that
+// before its flags are parsed and its --ready-signal source is made.
 func ignoredUntouched() uint64 {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
