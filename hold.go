@@ -43,12 +43,12 @@ func (c *HoldCmd) holderSpec(warn func(string)) (holder.Spec, error) {
 // --until-fifo, --until-eof, or the wrapped tree using a GPU; see
 // holder.Run. A release is a success; failing to hold exits 1.
 func (c *HoldCmd) Run(io *stdio, kctx *kong.Context) error {
-	json := c.LogFormat == "json"
+	jsonLog := c.LogFormat == "json"
 	quiet := c.Quiet
-	if !json && !c.Supervised {
+	if !jsonLog && !c.Supervised {
 		quiet = quietOutput(kctx, c.Quiet, func(w string) { fmt.Fprintf(io.err, "keepgpu: warning: %s\n", w) })
 	}
-	log := holder.NewLog(io.err, json, quiet)
+	log := holder.NewLog(io.err, jsonLog, quiet)
 	if c.Supervised {
 		log = holder.NewLog(io.out, true, false)
 	}

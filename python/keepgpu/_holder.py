@@ -27,6 +27,7 @@ _DROPPED_ENV = (
     "KEEPGPU_UNTIL_FIFO",
     "KEEPGPU_POLL",
     "KEEPGPU_THRESHOLD",
+    "KEEPGPU_ALLOW_PARTIAL",
 )
 
 # How a holder that is not supervised ends its holding line; a controller
@@ -76,7 +77,7 @@ def find_binary():
 def duration(seconds):
     """Return seconds as a duration for keepgpu's --interval, which takes
     10ms to 24h (it only sets how often telemetry is read)."""
-    return "%dms" % min(max(round(seconds * 1000), 10), 24 * 3600 * 1000)
+    return "%dms" % round(min(max(seconds * 1000.0, 10.0), 24 * 3600 * 1000.0))
 
 
 class Holder:
@@ -112,8 +113,9 @@ class Holder:
         self._errors = []
         self._reader = None
 
-    def start(self, timeout=START_TIMEOUT):
-        """Start the holder; return once it holds every GPU. Raises
+    def start(self, timeout=None):
+        """Start the holder; return once it holds every GPU, waiting at most
+        timeout seconds (default START_TIMEOUT). Raises
         ValueError when keepgpu refuses its arguments (exit status 2),
         RuntimeError with the holder's own words when it cannot hold, and
         FileNotFoundError without a keepgpu binary."""
@@ -134,19 +136,28 @@ class Holder:
         finally:
             os.close(stdin_r)
             os.close(stderr_w)
-        _live.add(self)
-        self._reader = threading.Thread(
-            target=self._read, args=(self._events,),
-            name="keepgpu-holder-%d" % self.proc.pid, daemon=True)
-        self._reader.start()
+        if timeout is None:
+            timeout = START_TIMEOUT
         deadline = time.monotonic() + timeout
-        with self._cond:
-            while not (self._holding or self._ended):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            holding = self._holding
+        try:
+            _live.add(self)
+            self._reader = threading.Thread(
+                target=self._read, args=(self._events,),
+                name="keepgpu-holder-%d" % self.proc.pid, daemon=True)
+            self._reader.start()
+            with self._cond:
+                while not (self._holding or self._ended):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                holding = self._holding
+        except BaseException:
+            # A KeyboardInterrupt while the GPUs are being taken: the holder
+            # releases them once held (SIGTERM) and keep() raises.
+            self.proc.terminate()
+            self._finish()
+            raise
         if holding:
             return
         if not self._ended:
@@ -159,7 +170,7 @@ class Holder:
             raise ValueError("%s: %s" % (self.label, msg))
         raise RuntimeError("%s: %s" % (self.label, msg))
 
-    def stop(self, timeout=RELEASE_TIMEOUT):
+    def stop(self, timeout=None):
         """Release: close the holder's pipe; return once the holder has
         exited, its VRAM back with the driver. A holder still there after
         timeout gets SIGTERM, and TimeoutError is raised if it is still
@@ -167,6 +178,8 @@ class Holder:
         RuntimeError if the holder failed."""
         if self.proc is None:
             return
+        if timeout is None:
+            timeout = RELEASE_TIMEOUT
         if self._pipe is not None:
             os.close(self._pipe)
             self._pipe = None
@@ -209,8 +222,11 @@ class Holder:
             os.close(self._pipe)
             self._pipe = None
         if self._reader is not None:
-            self._reader.join()
+            self._reader.join()  # it closes the events pipe
             self._reader = None
+        elif self._events is not None:
+            os.close(self._events)
+            self._events = None
         _live.discard(self)
         return code
 
