@@ -151,7 +151,7 @@ def _check_gpu_ids(gpu_ids):
 class _Controller:
     """What every controller does: one holder process per keep()."""
 
-    _platform = None  # KEEP_GPU_PLATFORM for the holder, if the controller picks one
+    _env = None  # variables for the holder: see _holder.Holder
 
     def __init__(self, gpus, label, interval, vram_to_keep, busy_threshold):
         self.interval = _check_interval(interval)
@@ -165,16 +165,17 @@ class _Controller:
     def keep(self):
         """Hold the GPUs: start a keepgpu holder and return once it holds
         every one. Raises with the holder's own error when it cannot
-        (RuntimeError; ValueError for a size or GPU keepgpu refuses); nothing
+        (RuntimeError; ValueError for a size keepgpu refuses); nothing
         stays held then. A second call while holding warns and returns."""
         if self._holder is not None and self._holder.running():
             logger.warning("%s: already holding (keep() called twice)", self._label)
             return
-        if self._holder is not None:  # it ended by itself: reap it
-            self.release()
-        env = {"KEEP_GPU_PLATFORM": self._platform} if self._platform else None
+        if self._holder is not None:
+            if self._holder.proc is not None:  # it ended by itself: reap it
+                self.release()
+            self._holder = None  # or it is the parent's, in a fork child
         h = _holder.Holder(self._label, self._gpus, self._vram, self.interval,
-                           self.busy_threshold, env)
+                           self.busy_threshold, self._env)
         h.start()
         self._holder = h
 
@@ -186,6 +187,7 @@ class _Controller:
         h = self._holder
         if h is None or h.proc is None:
             logger.warning("%s: not holding (release() without keep())", self._label)
+            self._holder = None
             return
         ended = h.failure()
         try:
@@ -235,10 +237,11 @@ class CudaGPUController(_Controller):
 
 class RocmGPUController(_Controller):
     """CudaGPUController for an AMD GPU: the holder is asked for the ROCm
-    platform (KEEP_GPU_PLATFORM=rocm). iterations and
+    platform (KEEP_GPU_PLATFORM=rocm, KEEPGPU_PLATFORM unset). iterations and
     max_allocation_retries are accepted for KeepGPU's sake."""
 
-    _platform = "rocm"
+    # KeepGPU's variable, and keepgpu's own (which would win) left out.
+    _env = {"KEEP_GPU_PLATFORM": "rocm", "KEEPGPU_PLATFORM": None}
 
     def __init__(self, *, rank, interval=1.0, vram_to_keep=DEFAULT_VRAM,
                  busy_threshold=DEFAULT_BUSY_THRESHOLD, iterations=5000,

@@ -92,6 +92,8 @@ class Holder:
     """
 
     def __init__(self, label, gpus, vram, interval, busy_threshold, env=None):
+        """env holds the variables to set for the holder, or to leave out
+        (None), beyond the user's."""
         self.label = label
         self.args = [
             "hold",
@@ -121,7 +123,11 @@ class Holder:
         FileNotFoundError without a keepgpu binary."""
         argv = [find_binary()] + self.args
         env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
-        env.update(self.env)
+        for k, v in self.env.items():  # None: leave it out
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = v
         stdin_r, self._pipe = os.pipe()
         self._events, stderr_w = os.pipe()
         try:

@@ -19,7 +19,7 @@ from keepgpu import _holder
 
 STUB = """#!/bin/sh
 printf '%s\\n' "$@" > "$0.args"
-printf '%s\\n' "${KEEP_GPU_PLATFORM-unset}" > "$0.platform"
+printf '%s\\n' "${KEEP_GPU_PLATFORM-unset}" "${KEEPGPU_PLATFORM-unset}" > "$0.platform"
 if [ "$STAND_IN" = never ]; then
     echo $$ > "$0.pid.tmp" && mv "$0.pid.tmp" "$0.pid"
     exec sleep 1000
@@ -48,15 +48,17 @@ class TestPlatform(unittest.TestCase):
         env.start()
         self.addCleanup(env.stop)
         os.environ.pop("KEEP_GPU_PLATFORM", None)
+        os.environ.pop("KEEPGPU_PLATFORM", None)
 
     def read(self, suffix):
         with open(self.stub + suffix) as f:
             return f.read().splitlines()
 
+    @mock.patch.dict(os.environ, {"KEEPGPU_PLATFORM": "cuda"})
     def test_rocm(self):
         with keepgpu.RocmGPUController(rank=1, vram_to_keep="2GiB"):
             pass
-        self.assertEqual(self.read(".platform"), ["rocm"])
+        self.assertEqual(self.read(".platform"), ["rocm", "unset"])
         self.assertEqual(self.read(".args"), ["hold", "--gpus", "1", "--vram", "2GiB", "--interval", "1000ms",
                                               "--busy-threshold", "25", "--log-format", "json", "--until-eof"])
 
@@ -72,11 +74,11 @@ class TestPlatform(unittest.TestCase):
     def test_cuda_leaves_it_to_keepgpu(self):
         with keepgpu.CudaGPUController(rank=0):
             pass
-        self.assertEqual(self.read(".platform"), ["unset"])
+        self.assertEqual(self.read(".platform"), ["unset", "unset"])
         os.environ["KEEP_GPU_PLATFORM"] = "cuda"
         with keepgpu.GlobalGPUController():
             pass
-        self.assertEqual(self.read(".platform"), ["cuda"])
+        self.assertEqual(self.read(".platform"), ["cuda", "unset"])
         self.assertEqual(self.read(".args")[:3], ["hold", "--gpus", "all"])
 
 
