@@ -73,7 +73,7 @@ def _setup_logging():
     logger.propagate = False
     if bad:
         logger.warning(
-            "CONSOLE_LOG_LEVEL %r is not a log level (DEBUG, INFO, WARNING, "
+            'CONSOLE_LOG_LEVEL "%s" is not a log level (DEBUG, INFO, WARNING, '
             "ERROR, CRITICAL): ignored", os.environ.get("CONSOLE_LOG_LEVEL"))
 
 

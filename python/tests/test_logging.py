@@ -47,7 +47,7 @@ class TestLogging(unittest.TestCase):
 
     def test_not_a_level(self):
         err = self.stderr("LOUD")
-        self.assertIn("keepgpu: CONSOLE_LOG_LEVEL 'LOUD' is not a log level (DEBUG, INFO, WARNING, ERROR, CRITICAL): ignored", err)
+        self.assertIn('keepgpu: CONSOLE_LOG_LEVEL "LOUD" is not a log level (DEBUG, INFO, WARNING, ERROR, CRITICAL): ignored', err)
         self.assertIn("keepgpu: holding 1 GPU", err)
 
 
