@@ -251,17 +251,17 @@ func (c *StartCmd) Run(io *stdio) error {
 			fmt.Fprintf(io.out, "%s\n", sessionLine(st))
 		case service.StateStarting:
 			if c.Wait > 0 {
-				fmt.Fprintf(io.out, "Still starting after %s: see keepgpu status --job-id %s%s\n", c.Wait, r.JobID, flagsFor(t))
+				fmt.Fprintf(io.out, "Still starting after %s: see %s status --job-id %s%s\n", c.Wait, io.cmdName(), r.JobID, flagsFor(t))
 			}
 		}
 		if !c.Quiet {
 			fmt.Fprintf(io.out, "Dashboard: %s\n", cl.DashboardURL())
-			fmt.Fprintf(io.out, "Next: keepgpu status --job-id %[1]s%[2]s | keepgpu stop --job-id %[1]s%[2]s\n", r.JobID, flagsFor(t))
-			fmt.Fprintf(io.out, "When all sessions are done, stop the service with: keepgpu service-stop%s\n", flagsFor(t))
+			fmt.Fprintf(io.out, "Next: %[3]s status --job-id %[1]s%[2]s | %[3]s stop --job-id %[1]s%[2]s\n", r.JobID, flagsFor(t), io.cmdName())
+			fmt.Fprintf(io.out, "When all sessions are done, stop the service with: %s service-stop%s\n", io.cmdName(), flagsFor(t))
 		}
 	}
 	if failed {
-		return fmt.Errorf("session %s failed: %s (keepgpu stop --job-id %s%s clears it)", r.JobID, deref(st.LastError), r.JobID, flagsFor(t))
+		return fmt.Errorf("session %s failed: %s (%s stop --job-id %s%s clears it)", r.JobID, deref(st.LastError), io.cmdName(), r.JobID, flagsFor(t))
 	}
 	return nil
 }
@@ -322,7 +322,8 @@ type StatusCmd struct {
 	JobID jobIDFlag `name:"job-id" placeholder:"ID" help:"The session to show (default: every session)."`
 }
 
-// Run prints the status as JSON; an unknown job id exits 1.
+// Run prints the status as JSON; an unknown job id exits 1 (as keep-gpu,
+// 0: KeepGPU reports it as a session that is not active).
 func (c *StatusCmd) Run(io *stdio) error {
 	t, err := c.target()
 	if err != nil {
@@ -344,7 +345,7 @@ func (c *StatusCmd) Run(io *stdio) error {
 	json.Indent(&b, r, "", "  ")
 	fmt.Fprintln(io.out, b.String())
 	var nf struct{ Message string }
-	if json.Unmarshal(r, &nf) == nil && nf.Message == "job_id not found" {
+	if json.Unmarshal(r, &nf) == nil && nf.Message == "job_id not found" && !io.keepGPU() {
 		return fmt.Errorf("no session %q", c.JobID)
 	}
 	return nil
@@ -358,7 +359,8 @@ type StopCmd struct {
 }
 
 // Run stops the session(s), returns once their holders have exited, and
-// prints stop_keep's result as JSON; anything not stopped cleanly exits 1.
+// prints stop_keep's result as JSON; anything not stopped cleanly exits 1
+// (as keep-gpu, 0: KeepGPU's stop tells it in the result alone).
 func (c *StopCmd) Run(io *stdio) error {
 	t, err := c.target()
 	if err != nil {
@@ -383,6 +385,8 @@ func (c *StopCmd) Run(io *stdio) error {
 		return err
 	}
 	switch {
+	case io.keepGPU():
+		return nil
 	case r.Message != "":
 		return fmt.Errorf("%s: %s", c.JobID, r.Message)
 	case len(r.Failed)+len(r.TimedOut) > 0:
@@ -419,10 +423,13 @@ func (c *ServiceStopCmd) Run(io *stdio) error {
 // stdout; anything else goes to stderr or the service's log.
 type MCPCmd struct {
 	serviceFlags
-	AutoStart bool `name:"auto-start" default:"true" negatable:"" help:"Start the service in the background when it is not running."`
+	AutoStart    bool `name:"auto-start" default:"true" negatable:"" help:"Start the service in the background when it is not running."`
+	KeepSessions bool `name:"keep-sessions" help:"Leave the sessions started through this server holding when the client goes (by default they are stopped)."`
 }
 
-// Run serves MCP until stdin closes or SIGINT/SIGTERM.
+// Run serves MCP until stdin closes or SIGINT/SIGTERM, then stops the
+// sessions it started (unless --keep-sessions) and returns once their
+// GPUs are released.
 func (c *MCPCmd) Run(io *stdio) error {
 	t, err := c.target()
 	if err != nil {
@@ -445,13 +452,11 @@ func (c *MCPCmd) Run(io *stdio) error {
 		cl = c2
 		return cl, nil
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	err = service.NewMCPServer(buildVersion(), connect).Run(ctx, service.MCPTransport(os.Stdin, io.out))
-	if ctx.Err() != nil || errors.Is(err, goio.EOF) {
-		return nil
-	}
-	return err
+	go func() { <-ctx.Done(); stop() }() // a second signal ends keepgpu mcp at once
+	srv := &service.MCPStdio{Version: buildVersion(), Connect: connect, KeepSessions: c.KeepSessions, Log: io.err}
+	return srv.Run(ctx, os.Stdin, io.out)
 }
 
 func plural(n int) string {
