@@ -73,6 +73,12 @@ func runAsKeepGPU(name string, args []string, stdout, stderr io.Writer) (code in
 	if n := ctx.Selected(); n != nil {
 		cmd = n.Name
 	}
+	// What keepgpu runs of itself (a supervised holder, the service's GPU
+	// listing) answers its supervisor in keepgpu's own forms.
+	internal := cli.Hold.Supervised || cli.ListGPUs.Local
+	if internal {
+		io.name = ""
+	}
 	if cmd == "list-gpus" {
 		cli.ListGPUs.JSON = true // KeepGPU's list-gpus prints JSON
 	}
@@ -80,6 +86,10 @@ func runAsKeepGPU(name string, args []string, stdout, stderr io.Writer) (code in
 		var c exitCode
 		if errors.As(err, &c) {
 			return int(c)
+		}
+		if internal {
+			fmt.Fprintf(stderr, "keepgpu: error: %v\n", err)
+			return 1
 		}
 		return keepGPUFailed(io, cmd, err)
 	}
@@ -102,8 +112,13 @@ const mcpServerUsage = keepGPUMCPName + " [-h] [--mode {stdio,http}] [--host HOS
 // mcpServerArgs turns KeepGPU's keep-gpu-mcp-server command line into
 // keepgpu's: --mode stdio (the default) is keepgpu mcp, whose --host and
 // --port name the service it calls; --mode http is keepgpu serve, which
-// serves MCP on /rpc beside the other methods.
+// serves MCP on /rpc beside the other methods. A command line that starts
+// with a command is keep-gpu's: that is how keepgpu runs itself again (the
+// service, its holders), with the name it was invoked as.
 func mcpServerArgs(args []string, stdout io.Writer) ([]string, error) {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return args, nil
+	}
 	mode := "stdio"
 	var rest []string
 	for i := 0; i < len(args); i++ {

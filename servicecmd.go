@@ -141,7 +141,7 @@ func (c *ServeCmd) Run(io *stdio) error {
 		Hosts: hosts})
 	fmt.Fprintf(io.out, "keepgpu: serving http://%s/ (pid %d)\n", addr, os.Getpid())
 	fmt.Fprintf(io.out, "Dashboard: http://%s/?token=%s\n", addr, tok)
-	fmt.Fprintf(io.out, "Stop with Ctrl+C or keepgpu service-stop%s; every session is stopped first.\n", flagsFor(t))
+	fmt.Fprintf(io.out, "Stop with Ctrl+C or %s service-stop%s; every session is stopped first.\n", io.cmdName(), flagsFor(t))
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,25 +45,23 @@ type MCPStdio struct {
 	started map[string]bool
 }
 
-// Run serves until in ends or ctx is done. Each line is answered on its
-// own, so that a ping is not held up by a stop that waits for a release;
-// each answer is one line, written whole. A line that is not JSON gets a
-// -32700 parse error, one that is not a request -32600, and serving goes on.
+// Run serves until in ends or ctx is done. Lines are answered in order,
+// one at a time, as KeepGPU's stdio server does: a call that a client
+// sends after a start_keep sees the session. Each answer is one line. A
+// line that is not JSON gets a -32700 parse error, one that is not a
+// request -32600, and serving goes on.
 //
-// At the end of in, Run waits for the answers still owed (at most
-// maxOwedWait; after ctx is done, maxOwedWaitSignalled), then, unless
-// KeepSessions, stops every session started through it and returns once
-// their GPUs are released.
+// Once in has ended, or ctx is done, Run waits for the call in progress
+// (at most maxOwedWait; after ctx is done, maxOwedWaitSignalled), then,
+// unless KeepSessions, stops every session started through it and returns
+// once their GPUs are released.
 func (m *MCPStdio) Run(ctx context.Context, in io.Reader, out io.Writer) error {
 	srv := &mcpServer{version: m.Version, call: m.forward, started: m.note}
-	var wmu sync.Mutex
 	write := func(b []byte) error {
-		wmu.Lock()
-		defer wmu.Unlock()
 		_, err := out.Write(append(b, '\n'))
 		return err
 	}
-	var wg sync.WaitGroup
+	var current atomic.Pointer[chan struct{}] // the call in progress: closed once answered
 	readErr := make(chan error, 1)
 	go func() {
 		r := bufio.NewReaderSize(in, 64<<10)
@@ -71,14 +70,16 @@ func (m *MCPStdio) Run(ctx context.Context, in io.Reader, out io.Writer) error {
 			switch {
 			case tooLong:
 				write(mustJSON(errorResponse(nullID, codeInvalidRequest, fmt.Sprintf("invalid request: line over %d bytes", maxMCPLine))))
+			case ctx.Err() != nil:
+				readErr <- nil // ending: no new call
+				return
 			case len(line) > 0:
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					if a := answerRPC(context.WithoutCancel(ctx), line, srv.dispatch); a != nil {
-						write(a)
-					}
-				}()
+				done := make(chan struct{})
+				current.Store(&done)
+				if a := answerRPC(context.WithoutCancel(ctx), line, srv.dispatch); a != nil {
+					write(a)
+				}
+				close(done)
 			}
 			if err != nil {
 				if errors.Is(err, io.EOF) {
@@ -96,11 +97,11 @@ func (m *MCPStdio) Run(ctx context.Context, in io.Reader, out io.Writer) error {
 	case <-ctx.Done():
 		wait = maxOwedWaitSignalled
 	}
-	owed := make(chan struct{})
-	go func() { wg.Wait(); close(owed) }()
-	select {
-	case <-owed:
-	case <-time.After(wait):
+	if c := current.Load(); c != nil {
+		select {
+		case <-*c:
+		case <-time.After(wait):
+		}
 	}
 	if !m.KeepSessions {
 		m.stopStarted()
