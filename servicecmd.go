@@ -193,7 +193,7 @@ type StartCmd struct {
 	serviceFlags
 	JobID     jobIDFlag      `name:"job-id" placeholder:"ID" help:"The session's id (default: a random UUID): letters, digits, '.', '_', '-', '~'."`
 	AutoStart bool           `name:"auto-start" default:"true" negatable:"" help:"Start the service in the background when it is not running."`
-	Wait      keeper.Timeout `name:"wait" default:"60s" placeholder:"DURATION" help:"Wait this long for the session to hold its GPUs (0: return at once)."`
+	Wait      keeper.Timeout `name:"wait" default:"60s" placeholder:"DURATION" help:"Wait this long for the session to hold its GPUs (the service itself waits up to 30s before it answers; 0: no longer)."`
 	JSON      bool           `name:"json" help:"Print the session's status as JSON instead of the summary."`
 }
 

@@ -80,7 +80,7 @@ func (m *mcpServer) dispatch(ctx context.Context, method string, params json.Raw
 	case "ping":
 		return struct{}{}, nil
 	case "tools/list":
-		if _, aerr := decodeObject(params, "cursor", "_meta"); aerr != nil {
+		if _, aerr := mcpParams(params); aerr != nil {
 			return nil, aerr
 		}
 		return map[string]any{"tools": mcpTools}, nil
@@ -95,7 +95,7 @@ func (m *mcpServer) dispatch(ctx context.Context, method string, params json.Raw
 }
 
 func (m *mcpServer) initialize(params json.RawMessage) (any, *apiError) {
-	p, aerr := decodeObject(params, "protocolVersion", "capabilities", "clientInfo", "_meta")
+	p, aerr := mcpParams(params)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -126,7 +126,7 @@ func (m *mcpServer) initialize(params json.RawMessage) (any, *apiError) {
 // answers with isError and the reason as text, for the model to read; an
 // unknown tool or malformed call is a JSON-RPC error.
 func (m *mcpServer) toolsCall(ctx context.Context, params json.RawMessage) (any, *apiError) {
-	p, aerr := decodeObject(params, "name", "arguments", "_meta")
+	p, aerr := mcpParams(params)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -177,6 +177,23 @@ func (m *mcpServer) note(result any) {
 	if json.Unmarshal(b, &r) == nil && r.JobID != "" {
 		m.started(r.JobID)
 	}
+}
+
+// mcpParams reads the params of an MCP method. Members it does not know
+// are left alone (later versions of MCP add some, such as _meta), unlike
+// the tools' own arguments, which are checked as the methods check them.
+func mcpParams(raw json.RawMessage) (map[string]json.RawMessage, *apiError) {
+	m := map[string]json.RawMessage{}
+	if isNull(raw) {
+		return m, nil
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, paramError("params: want an object: %v", err)
+	}
+	if err := duplicateMember(raw); err != nil {
+		return nil, paramError("params: %v", err)
+	}
+	return m, nil
 }
 
 func toolResult(text string, isError bool) map[string]any {

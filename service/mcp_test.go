@@ -153,6 +153,8 @@ func TestMCPOverRPC(t *testing.T) {
 			`{"jsonrpc":"2.0","result":{"capabilities":{"tools":{"listChanged":false}},"instructions":`},
 		{"initialize echoes a version it speaks", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05"}}`, `"protocolVersion":"2024-11-05"`},
 		{"initialize offers its newest otherwise", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"1999-01-01"}}`, `"protocolVersion":"` + mcpVersions[0] + `"`},
+		{"initialize with members of later MCP versions", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"x":{}},"clientInfo":{"name":"c","version":"1"},"_meta":{},"later":1}}`, `"protocolVersion":"2025-11-25"`},
+		{"tools/call with _meta", `{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"status","arguments":{},"_meta":{"progressToken":1}}}`, `"isError":false`},
 		{"initialize bad version", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":7}}`, `"code":-32602`},
 		{"ping", `{"jsonrpc":"2.0","id":2,"method":"ping"}`, `{"jsonrpc":"2.0","result":{},"id":2}`},
 		{"tools/list", `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`, `"inputSchema":{"type":"object","additionalProperties":false,"properties":{"job_id":`},
