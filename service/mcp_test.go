@@ -199,3 +199,31 @@ func TestMCPOverRPC(t *testing.T) {
 		}
 	})
 }
+
+// TestMCPSignalled: a stdio MCP server that is signalled (its context
+// done) while its client is still there stops the sessions it started,
+// then returns.
+func TestMCPSignalled(t *testing.T) {
+	ts := newTestServer(t, "ok")
+	inR, inW := io.Pipe()
+	defer inW.Close()
+	outR, outW := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &MCPStdio{Version: "test", Connect: func(context.Context) (*Client, error) { return ts.client, nil }}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, inR, outW) }()
+	go io.WriteString(inW, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"start_keep","arguments":{"job_id":"agent"}}}`+"\n")
+	line := make([]byte, 4096)
+	n, err := outR.Read(line)
+	if err != nil || !strings.Contains(string(line[:n]), `\"job_id\":\"agent\"`) {
+		t.Fatalf("start_keep: %q %v", line[:n], err)
+	}
+	pid := ts.status("agent").PID
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if l := ts.sessions.list(); len(l) != 0 || alive(pid) {
+		t.Fatalf("after the signal: sessions %+v, holder alive %v", l, alive(pid))
+	}
+}
