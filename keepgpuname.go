@@ -19,8 +19,9 @@ const (
 )
 
 // runAsKeepGPU is run for the names keep-gpu and keep-gpu-mcp-server.
-// Every command of keepgpu is there; what differs is how results and
-// failures are told:
+// Every command of keepgpu is there; what differs, in KeepGPU's commands
+// (its blocking mode, serve, start, status, stop, service-stop,
+// list-gpus), is how results and failures are told:
 //
 //   - status, stop and list-gpus print JSON on stdout, their errors too, as
 //     {"error": "..."}; a job id the service does not know is a result, not
@@ -63,9 +64,12 @@ func runAsKeepGPU(name string, args []string, stdout, stderr io.Writer) (code in
 		if errors.As(err, &pe) && pe.Context != nil && pe.Context.Selected() != nil {
 			cmd = pe.Context.Selected().Name
 		}
-		if cmd == "wrap" {
-			fmt.Fprintf(stdout, "Error: %v\n", err)
-			return 125 // wrap's own failure, told apart from any status of the command
+		if !keepGPUHas[cmd] {
+			fmt.Fprintf(stderr, "keepgpu: %v\n", err)
+			if cmd == "wrap" {
+				return 125 // wrap's own failure, told apart from any status of the command
+			}
+			return 2
 		}
 		return keepGPUFailed(io, cmd, err)
 	}
@@ -73,13 +77,12 @@ func runAsKeepGPU(name string, args []string, stdout, stderr io.Writer) (code in
 	if n := ctx.Selected(); n != nil {
 		cmd = n.Name
 	}
-	// What keepgpu runs of itself (a supervised holder, the service's GPU
-	// listing) answers its supervisor in keepgpu's own forms.
-	internal := cli.Hold.Supervised || cli.ListGPUs.Local
-	if internal {
+	// keepgpu's own commands, and what keepgpu runs of itself (a supervised
+	// holder, the service's GPU listing), answer in keepgpu's forms.
+	own := !keepGPUHas[cmd] || cli.Hold.Supervised || cli.ListGPUs.Local
+	if own {
 		io.name = ""
-	}
-	if cmd == "list-gpus" {
+	} else if cmd == "list-gpus" {
 		cli.ListGPUs.JSON = true // KeepGPU's list-gpus prints JSON
 	}
 	if err := ctx.Run(io); err != nil {
@@ -87,14 +90,21 @@ func runAsKeepGPU(name string, args []string, stdout, stderr io.Writer) (code in
 		if errors.As(err, &c) {
 			return int(c)
 		}
-		if internal {
+		if own {
 			fmt.Fprintf(stderr, "keepgpu: error: %v\n", err)
+			if errors.As(err, new(usageError)) {
+				return 2
+			}
 			return 1
 		}
 		return keepGPUFailed(io, cmd, err)
 	}
 	return 0
 }
+
+// keepGPUHas are KeepGPU's commands ("" and hold: its blocking mode).
+var keepGPUHas = map[string]bool{"": true, "hold": true, "serve": true, "start": true, "status": true,
+	"stop": true, "service-stop": true, "list-gpus": true}
 
 // keepGPUFailed tells err as KeepGPU does for cmd, and returns 1.
 func keepGPUFailed(io *stdio, cmd string, err error) int {

@@ -427,7 +427,7 @@ type MCPCmd struct {
 	KeepSessions bool `name:"keep-sessions" help:"Leave the sessions started through this server holding when the client goes (by default they are stopped)."`
 }
 
-// Run serves MCP until stdin closes or SIGINT/SIGTERM, then stops the
+// Run serves MCP until stdin closes or SIGINT, SIGTERM or SIGHUP, then stops the
 // sessions it started (unless --keep-sessions) and returns once their
 // GPUs are released.
 func (c *MCPCmd) Run(io *stdio) error {
