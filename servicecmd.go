@@ -233,6 +233,14 @@ func (c *StartCmd) Run(io *stdio) error {
 	}
 	params := service.Params{JobID: string(c.JobID), Spec: spec}.StartParams()
 	if err := cl.Call(ctx, "start_keep", params, &r); err != nil {
+		var re *service.RPCError
+		if started && errors.As(err, &re) && re.Code == service.CodeUnavailable {
+			// Nothing can hold here: the service this start began would
+			// only sit idle. Stop it, as KeepGPU does.
+			if _, serr := service.StopDaemon(ctx, t, false, 10*time.Second); serr != nil {
+				fmt.Fprintf(io.err, "keepgpu: warning: stopping the service it started: %v\n", serr)
+			}
+		}
 		return err
 	}
 	st, err := waitStarted(ctx, cl, r.JobID, time.Duration(c.Wait))

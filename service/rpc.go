@@ -19,6 +19,10 @@ const (
 	codeUnavailable    = -32000 // the session cannot be started now
 )
 
+// CodeUnavailable is the JSON-RPC error code of a start that cannot hold
+// now (no driver, no usable GPU): KeepGPU's -32000.
+const CodeUnavailable = codeUnavailable
+
 // maxBatch bounds a JSON-RPC batch.
 const maxBatch = 64
 
