@@ -69,10 +69,10 @@ func flagsFor(t service.Target) string {
 }
 
 // connect returns a client for the user's running service.
-func connect(t service.Target) (*service.Client, error) {
+func connect(t service.Target, io *stdio) (*service.Client, error) {
 	c, err := service.Connect(context.Background(), t)
 	if errors.Is(err, service.ErrUnreachable) {
-		return nil, fmt.Errorf("%w (start one with keepgpu start or keepgpu serve%s)", err, flagsFor(t))
+		return nil, fmt.Errorf("%w (start one with %[2]s start or %[2]s serve%[3]s)", err, io.cmdName(), flagsFor(t))
 	}
 	return c, err
 }
@@ -337,7 +337,7 @@ func (c *StatusCmd) Run(io *stdio) error {
 	if err != nil {
 		return err
 	}
-	cl, err := connect(t)
+	cl, err := connect(t, io)
 	if err != nil {
 		return err
 	}
@@ -377,7 +377,7 @@ func (c *StopCmd) Run(io *stdio) error {
 	if c.JobID == "" && !c.All {
 		return usageError{errors.New("give --job-id ID or --all")}
 	}
-	cl, err := connect(t)
+	cl, err := connect(t, io)
 	if err != nil {
 		return err
 	}
