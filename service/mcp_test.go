@@ -15,7 +15,7 @@ import (
 // client to it: keepgpu's own MCP server checked by another implementation.
 // It returns the client session, and a function that ends the client
 // (closing the server's stdin) and waits for Run to return.
-func mcpPipe(t *testing.T, ts *testServer, keep bool) (*mcp.ClientSession, func()) {
+func mcpPipe(t *testing.T, ts *testServer, keep bool, opts ...*mcp.ClientSessionOptions) (*mcp.ClientSession, func()) {
 	t.Helper()
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
@@ -28,7 +28,11 @@ func mcpPipe(t *testing.T, ts *testServer, keep bool) (*mcp.ClientSession, func(
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test"}, nil).Connect(ctx, &mcp.IOTransport{Reader: outR, Writer: inW}, nil)
+	var opt *mcp.ClientSessionOptions
+	if len(opts) > 0 {
+		opt = opts[0]
+	}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test"}, nil).Connect(ctx, &mcp.IOTransport{Reader: outR, Writer: inW}, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +110,21 @@ func TestMCP(t *testing.T) {
 	}
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "reboot"}); err == nil || !strings.Contains(err.Error(), `unknown tool "reboot"`) {
 		t.Fatalf("unknown tool: %v", err)
+	}
+}
+
+// TestMCPVersions: a client that asks for an older protocol version gets
+// it, and works.
+func TestMCPVersions(t *testing.T) {
+	ts := newTestServer(t, "ok")
+	for _, v := range mcpVersions {
+		cs, _ := mcpPipe(t, ts, false, &mcp.ClientSessionOptions{ProtocolVersion: v})
+		if got := cs.InitializeResult().ProtocolVersion; got != v {
+			t.Fatalf("asked for %s, got %s", v, got)
+		}
+		if _, err := cs.ListTools(context.Background(), nil); err != nil {
+			t.Fatalf("%s: tools/list: %v", v, err)
+		}
 	}
 }
 
