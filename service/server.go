@@ -329,15 +329,12 @@ func (s *Server) gpus(ctx context.Context) GPUList {
 	return annotate(s.lister.list(ctx), s.sessions.holderPIDs())
 }
 
-// apiGPUs answers 503 when the GPUs cannot be listed at all (no NVML),
-// as KeepGPU does when it cannot enumerate them.
+// apiGPUs answers 200 even when the GPUs cannot be listed (no NVML), with
+// "error" saying why: the dashboard polls it together with the sessions,
+// which it must show all the same. (KeepGPU answers 503 there; list_gpus
+// answers -32000, as KeepGPU's does.)
 func (s *Server) apiGPUs(w http.ResponseWriter, r *http.Request) {
-	l := s.gpus(r.Context())
-	if len(l.GPUs) == 0 && l.Error != "" {
-		writeError(w, http.StatusServiceUnavailable, l.Error)
-		return
-	}
-	writeJSON(w, http.StatusOK, l)
+	writeJSON(w, http.StatusOK, s.gpus(r.Context()))
 }
 
 func (s *Server) apiList(w http.ResponseWriter, r *http.Request) {
