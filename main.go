@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
@@ -50,6 +51,9 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 // run is keepgpu's entry point: tests call it with their own writers.
 func run(args []string, stdout, stderr io.Writer) (code int) {
+	if name := filepath.Base(os.Args[0]); name == keepGPUName || name == keepGPUMCPName {
+		return runAsKeepGPU(name, args, stdout, stderr) // KeepGPU's CLI: keepgpuname.go
+	}
 	var cli CLI
 	defer func() {
 		if r := recover(); r != nil {
@@ -124,7 +128,7 @@ func direct(args []string, io *stdio) func() error {
 	}
 	if spec, ok := holder.ParseArgs(args); ok && !keepgpuEnv() {
 		c := supervisedHold(spec)
-		return func() error { return c.Run(io) }
+		return func() error { return c.Run(io, nil) } // a supervised holder reads no kong context
 	}
 	return nil
 }
@@ -223,11 +227,16 @@ func parserOptions(io *stdio) []kong.Option {
 
 func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
 
-// stdio is where commands write; bound into every Run method.
+// stdio is where commands write; bound into every Run method. name is the
+// name keepgpu was invoked as when it is KeepGPU's keep-gpu, else "".
 type stdio struct {
-	out io.Writer
-	err io.Writer
+	out  io.Writer
+	err  io.Writer
+	name string
 	// signals is keepgpu wrap's catch of every signal, started before its
 	// flags are parsed; nil for every other command.
 	signals *wrap.Catch
 }
+
+// keepGPU reports whether keepgpu runs as KeepGPU's keep-gpu.
+func (s *stdio) keepGPU() bool { return s.name == keepGPUName }
