@@ -94,15 +94,16 @@ func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
 
-// unsetEmpty drops empty KEEPGPU_* variables: an `export KEEPGPU_VRAM=` in
-// a batch script means "not set", not "set to nothing".
+// unsetEmpty drops empty KEEPGPU_* variables (and KeepGPU's
+// KEEP_GPU_PLATFORM): an `export KEEPGPU_VRAM=` in a batch script means
+// "not set", not "set to nothing".
 //
 // Inside keepgpu wrap (KEEPGPU_PID is set), the KEEPGPU_READY_FILE, _FIFO and
 // _MARKER that wrap gave its command describe that wrap, not settings for a
 // keepgpu the command runs in turn: they are dropped too.
 func unsetEmpty() {
 	for _, kv := range os.Environ() {
-		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "KEEPGPU_") && v == "" {
+		if k, v, _ := strings.Cut(kv, "="); (strings.HasPrefix(k, "KEEPGPU_") || k == "KEEP_GPU_PLATFORM") && v == "" {
 			os.Unsetenv(k)
 		}
 	}
