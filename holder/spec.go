@@ -21,7 +21,7 @@ type Spec struct {
 	BusyThreshold int           // utilization not ours above which the kernel pauses; -1 never
 	Interval      time.Duration // how often telemetry is read
 	AllowPartial  bool          // keep the GPUs that started when others fail
-	Platform      keeper.Platform
+	Platform      keeper.Platform // "": KEEP_GPU_PLATFORM of the holder's environment, or auto
 	// TreeOf, when above 0, is the root of the wrapped command's process
 	// tree: its processes are never foreign, and their use of a held GPU
 	// releases it.
@@ -47,7 +47,10 @@ func (s Spec) Args() []string {
 	args := []string{"hold", "--supervised",
 		"--gpus", s.GPUs.String(), "--vram", s.VRAM.String(),
 		"--util", strconv.Itoa(s.Util), "--busy-threshold", strconv.Itoa(s.BusyThreshold),
-		"--interval", s.Interval.String(), "--platform", s.Platform.String()}
+		"--interval", s.Interval.String()}
+	if s.Platform != "" { // unset: the holder reads KEEP_GPU_PLATFORM, or takes auto
+		args = append(args, "--platform", s.Platform.String())
+	}
 	if s.AllowPartial {
 		args = append(args, "--allow-partial")
 	}
