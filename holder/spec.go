@@ -17,11 +17,13 @@ import (
 type Spec struct {
 	GPUs          keeper.GPUs
 	VRAM          keeper.VRAM
-	Util          int             // percent of each window the keep-alive kernel runs, 0..100
-	BusyThreshold int             // utilization not ours above which the kernel pauses; -1 never
-	Interval      time.Duration   // how often telemetry is read
-	AllowPartial  bool            // keep the GPUs that started when others fail
-	Platform      keeper.Platform // "": KEEP_GPU_PLATFORM of the holder's environment, or auto
+	Util          int           // percent of each window the keep-alive kernel runs, 0..100
+	BusyThreshold int           // utilization not ours above which the kernel pauses; -1 never
+	Interval      time.Duration // how often telemetry is read
+	AllowPartial  bool          // keep the GPUs that started when others fail
+	// Platform is whose GPUs to hold; "" leaves it to KEEP_GPU_PLATFORM in
+	// the holder's environment, or auto.
+	Platform keeper.Platform
 	// TreeOf, when above 0, is the root of the wrapped command's process
 	// tree: its processes are never foreign, and their use of a held GPU
 	// releases it.

@@ -208,7 +208,7 @@ func (p Params) StartParams() map[string]any {
 	if p.JobID != "" {
 		m["job_id"] = p.JobID
 	}
-	if p.Platform != "" && p.Platform != keeper.PlatformAuto {
+	if p.Platform != "" {
 		m["platform"] = p.Platform.String()
 	}
 	return m
