@@ -34,7 +34,8 @@ func chromiumPath() string {
 
 // TestDashboard drives the dashboard in a real headless Chromium against
 // the service with real holders on a fake node: it loads with the token,
-// shows the fake GPUs (n/a where utilization is unknown), starts a session
+// shows the fake GPUs (n/a where utilization is unknown; ROCm's tagged
+// as such), starts a session
 // from the form, releases it with its button, and stops polling while the
 // tab is hidden. A screenshot is saved in $KEEPGPU_ARTIFACTS (default: the
 // test's temporary directory).
@@ -95,8 +96,11 @@ func TestDashboard(t *testing.T) {
 	util0 := get(t, bctx, chromedp.Text(chromedp.CSS(card("0")+" .util")))
 	util1 := get(t, bctx, chromedp.Text(chromedp.CSS(card("1")+" .util")))
 	uuid1 := get(t, bctx, chromedp.Text(chromedp.CSS(card("1")+" .uuid")))
-	if util1 != "n/a" || !strings.HasSuffix(util0, "%") || !strings.Contains(name0, "GPU 0 · Fake H200") || uuid1 != fs.node.UUID(1) {
+	if util1 != "n/a" || !strings.HasSuffix(util0, "%") || !strings.Contains(name0, "GPU 0 · Fake H200") || uuid1 != fakeUUID(fs.node, 1) {
 		t.Fatalf("GPU cards: gpu 0 %q %q, gpu 1 %q %q", name0, util0, uuid1, util1)
+	}
+	if strings.Contains(name0, "ROCm") != (fakePlatform == "rocm") {
+		t.Fatalf("GPU card title %q on a %s node", name0, fakePlatform)
 	}
 
 	// Start a session from the form.
@@ -107,7 +111,7 @@ func TestDashboard(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#start")),
 		chromedp.WaitVisible(chromedp.CSS(`#sessions tr[data-job="from-ui"][data-state="active"]`)))
 	procs, err := fs.node.Procs(1)
-	if err != nil || len(procs) != 1 || procs[0].Bytes != 3<<30 || !procs[0].Alive {
+	if err != nil || len(procs) != 1 || procs[0].Bytes != 3<<30+fakeExtraBytes() || !procs[0].Alive {
 		t.Fatalf("gpu 1 after the start: %+v %v", procs, err)
 	}
 	if msg := get(t, bctx, chromedp.Text(chromedp.CSS("#start-msg"))); msg != "started from-ui" {

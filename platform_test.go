@@ -74,6 +74,46 @@ func setUUIDs(env *testscript.Env, platform string) {
 	}
 }
 
+// fakePlatform is the platform of the node newFakeService makes: "cuda"
+// (or "") or "rocm".
+var fakePlatform = "cuda"
+
+// onAMD makes newFakeService's nodes AMD's for the rest of t.
+func onAMD(t *testing.T) {
+	fakePlatform = "rocm"
+	t.Cleanup(func() { fakePlatform = "cuda" })
+}
+
+// TestServiceLoadROCm is TestServiceLoad with the holders on a fake AMD
+// node.
+func TestServiceLoadROCm(t *testing.T) {
+	onAMD(t)
+	TestServiceLoad(t)
+}
+
+// TestDashboardROCm is TestDashboard on a fake AMD node.
+func TestDashboardROCm(t *testing.T) {
+	onAMD(t)
+	TestDashboard(t)
+}
+
+// fakeUUID is GPU gpu's default UUID on a node of fakePlatform.
+func fakeUUID(n *fakegpu.Node, gpu int) string {
+	if fakePlatform == "rocm" {
+		return n.AMDUUID(gpu)
+	}
+	return n.UUID(gpu)
+}
+
+// fakeExtraBytes is what a holder holds on a GPU of fakePlatform beside
+// --vram: on ROCm the keep-alive load's buffer.
+func fakeExtraBytes() uint64 {
+	if fakePlatform == "rocm" {
+		return hip.WorkBytes
+	}
+	return 0
+}
+
 // platformExtraBytes is what a holder holds on a GPU beside --vram: on
 // ROCm the keep-alive load's buffer (hip.WorkBytes), which the fake node
 // counts as the holder's.
