@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -46,6 +47,9 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 // run is keepgpu's entry point: tests call it with their own writers.
 func run(args []string, stdout, stderr io.Writer) (code int) {
+	if name := filepath.Base(os.Args[0]); name == keepGPUName || name == keepGPUMCPName {
+		return runAsKeepGPU(name, args, stdout, stderr) // KeepGPU's CLI: keepgpuname.go
+	}
 	var cli CLI
 	defer func() {
 		if r := recover(); r != nil {
@@ -134,8 +138,13 @@ func newParser(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
 
 func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
 
-// stdio is where commands write; bound into every Run method.
+// stdio is where commands write; bound into every Run method. name is the
+// name keepgpu was invoked as when it is KeepGPU's keep-gpu, else "".
 type stdio struct {
-	out io.Writer
-	err io.Writer
+	out  io.Writer
+	err  io.Writer
+	name string
 }
+
+// keepGPU reports whether keepgpu runs as KeepGPU's keep-gpu.
+func (s *stdio) keepGPU() bool { return s.name == keepGPUName }

@@ -29,6 +29,10 @@ func TestMain(m *testing.M) {
 		"keepgpu": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
 		"fakegpu": func() { os.Exit(fakegpu.Main(os.Args[1:], os.Stdout, os.Stderr)) },
 		"sigs":    sigsMain,
+
+		// KeepGPU's names for the same binary: run tells them apart.
+		"keep-gpu":            func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
+		"keep-gpu-mcp-server": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
 	})
 }
 

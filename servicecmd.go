@@ -69,10 +69,10 @@ func flagsFor(t service.Target) string {
 }
 
 // connect returns a client for the user's running service.
-func connect(t service.Target) (*service.Client, error) {
+func connect(t service.Target, io *stdio) (*service.Client, error) {
 	c, err := service.Connect(context.Background(), t)
 	if errors.Is(err, service.ErrUnreachable) {
-		return nil, fmt.Errorf("%w (start one with keepgpu start or keepgpu serve%s)", err, flagsFor(t))
+		return nil, fmt.Errorf("%w (start one with %[2]s start or %[2]s serve%[3]s)", err, io.cmdName(), flagsFor(t))
 	}
 	return c, err
 }
@@ -141,7 +141,7 @@ func (c *ServeCmd) Run(io *stdio) error {
 		Hosts: hosts})
 	fmt.Fprintf(io.out, "keepgpu: serving http://%s/ (pid %d)\n", addr, os.Getpid())
 	fmt.Fprintf(io.out, "Dashboard: http://%s/?token=%s\n", addr, tok)
-	fmt.Fprintf(io.out, "Stop with Ctrl+C or keepgpu service-stop%s; every session is stopped first.\n", flagsFor(t))
+	fmt.Fprintf(io.out, "Stop with Ctrl+C or %s service-stop%s; every session is stopped first.\n", io.cmdName(), flagsFor(t))
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -193,7 +193,7 @@ type StartCmd struct {
 	serviceFlags
 	JobID     jobIDFlag      `name:"job-id" placeholder:"ID" help:"The session's id (default: a random UUID): letters, digits, '.', '_', '-', '~'."`
 	AutoStart bool           `name:"auto-start" default:"true" negatable:"" help:"Start the service in the background when it is not running."`
-	Wait      keeper.Timeout `name:"wait" default:"60s" placeholder:"DURATION" help:"Wait this long for the session to hold its GPUs (0: return at once)."`
+	Wait      keeper.Timeout `name:"wait" default:"60s" placeholder:"DURATION" help:"Wait this long for the session to hold its GPUs (the service itself waits up to 30s before it answers; 0: no longer)."`
 	JSON      bool           `name:"json" help:"Print the session's status as JSON instead of the summary."`
 }
 
@@ -239,6 +239,14 @@ func (c *StartCmd) Run(io *stdio) error {
 	}
 	params := service.Params{JobID: string(c.JobID), Spec: spec}.StartParams()
 	if err := cl.Call(ctx, "start_keep", params, &r); err != nil {
+		var re *service.RPCError
+		if started && errors.As(err, &re) && re.Code == service.CodeUnavailable {
+			// Nothing can hold here: the service this start began would
+			// only sit idle. Stop it, as KeepGPU does.
+			if _, serr := service.StopDaemon(ctx, t, false, 10*time.Second); serr != nil {
+				fmt.Fprintf(io.err, "keepgpu: warning: stopping the service it started: %v\n", serr)
+			}
+		}
 		return err
 	}
 	st, err := waitStarted(ctx, cl, r.JobID, time.Duration(c.Wait))
@@ -257,17 +265,17 @@ func (c *StartCmd) Run(io *stdio) error {
 			fmt.Fprintf(io.out, "%s\n", sessionLine(st))
 		case service.StateStarting:
 			if c.Wait > 0 {
-				fmt.Fprintf(io.out, "Still starting after %s: see keepgpu status --job-id %s%s\n", c.Wait, r.JobID, flagsFor(t))
+				fmt.Fprintf(io.out, "Still starting after %s: see %s status --job-id %s%s\n", c.Wait, io.cmdName(), r.JobID, flagsFor(t))
 			}
 		}
 		if !c.Quiet {
 			fmt.Fprintf(io.out, "Dashboard: %s\n", cl.DashboardURL())
-			fmt.Fprintf(io.out, "Next: keepgpu status --job-id %[1]s%[2]s | keepgpu stop --job-id %[1]s%[2]s\n", r.JobID, flagsFor(t))
-			fmt.Fprintf(io.out, "When all sessions are done, stop the service with: keepgpu service-stop%s\n", flagsFor(t))
+			fmt.Fprintf(io.out, "Next: %[3]s status --job-id %[1]s%[2]s | %[3]s stop --job-id %[1]s%[2]s\n", r.JobID, flagsFor(t), io.cmdName())
+			fmt.Fprintf(io.out, "When all sessions are done, stop the service with: %s service-stop%s\n", io.cmdName(), flagsFor(t))
 		}
 	}
 	if failed {
-		return fmt.Errorf("session %s failed: %s (keepgpu stop --job-id %s%s clears it)", r.JobID, deref(st.LastError), r.JobID, flagsFor(t))
+		return fmt.Errorf("session %s failed: %s (%s stop --job-id %s%s clears it)", r.JobID, deref(st.LastError), io.cmdName(), r.JobID, flagsFor(t))
 	}
 	return nil
 }
@@ -328,13 +336,14 @@ type StatusCmd struct {
 	JobID jobIDFlag `name:"job-id" placeholder:"ID" help:"The session to show (default: every session)."`
 }
 
-// Run prints the status as JSON; an unknown job id exits 1.
+// Run prints the status as JSON; an unknown job id exits 1 (as keep-gpu,
+// 0: KeepGPU reports it as a session that is not active).
 func (c *StatusCmd) Run(io *stdio) error {
 	t, err := c.target()
 	if err != nil {
 		return err
 	}
-	cl, err := connect(t)
+	cl, err := connect(t, io)
 	if err != nil {
 		return err
 	}
@@ -350,7 +359,7 @@ func (c *StatusCmd) Run(io *stdio) error {
 	json.Indent(&b, r, "", "  ")
 	fmt.Fprintln(io.out, b.String())
 	var nf struct{ Message string }
-	if json.Unmarshal(r, &nf) == nil && nf.Message == "job_id not found" {
+	if json.Unmarshal(r, &nf) == nil && nf.Message == "job_id not found" && !io.keepGPU() {
 		return fmt.Errorf("no session %q", c.JobID)
 	}
 	return nil
@@ -364,7 +373,8 @@ type StopCmd struct {
 }
 
 // Run stops the session(s), returns once their holders have exited, and
-// prints stop_keep's result as JSON; anything not stopped cleanly exits 1.
+// prints stop_keep's result as JSON; anything not stopped cleanly exits 1
+// (as keep-gpu, 0: KeepGPU's stop tells it in the result alone).
 func (c *StopCmd) Run(io *stdio) error {
 	t, err := c.target()
 	if err != nil {
@@ -373,7 +383,7 @@ func (c *StopCmd) Run(io *stdio) error {
 	if c.JobID == "" && !c.All {
 		return usageError{errors.New("give --job-id ID or --all")}
 	}
-	cl, err := connect(t)
+	cl, err := connect(t, io)
 	if err != nil {
 		return err
 	}
@@ -389,6 +399,8 @@ func (c *StopCmd) Run(io *stdio) error {
 		return err
 	}
 	switch {
+	case io.keepGPU():
+		return nil
 	case r.Message != "":
 		return fmt.Errorf("%s: %s", c.JobID, r.Message)
 	case len(r.Failed)+len(r.TimedOut) > 0:
@@ -425,10 +437,13 @@ func (c *ServiceStopCmd) Run(io *stdio) error {
 // stdout; anything else goes to stderr or the service's log.
 type MCPCmd struct {
 	serviceFlags
-	AutoStart bool `name:"auto-start" default:"true" negatable:"" help:"Start the service in the background when it is not running."`
+	AutoStart    bool `name:"auto-start" default:"true" negatable:"" help:"Start the service in the background when it is not running."`
+	KeepSessions bool `name:"keep-sessions" help:"Leave the sessions started through this server holding when the client goes (by default they are stopped)."`
 }
 
-// Run serves MCP until stdin closes or SIGINT/SIGTERM.
+// Run serves MCP until stdin closes or SIGINT, SIGTERM or SIGHUP, then stops the
+// sessions it started (unless --keep-sessions) and returns once their
+// GPUs are released.
 func (c *MCPCmd) Run(io *stdio) error {
 	t, err := c.target()
 	if err != nil {
@@ -451,13 +466,11 @@ func (c *MCPCmd) Run(io *stdio) error {
 		cl = c2
 		return cl, nil
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	err = service.NewMCPServer(buildVersion(), connect).Run(ctx, service.MCPTransport(os.Stdin, io.out))
-	if ctx.Err() != nil || errors.Is(err, goio.EOF) {
-		return nil
-	}
-	return err
+	go func() { <-ctx.Done(); stop() }() // a second signal ends keepgpu mcp at once
+	srv := &service.MCPStdio{Version: buildVersion(), Connect: connect, KeepSessions: c.KeepSessions, Log: io.err}
+	return srv.Run(ctx, os.Stdin, io.out)
 }
 
 func plural(n int) string {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -364,4 +366,155 @@ func runCLI(t *testing.T, args ...string) int {
 	code := run(args, &out, &errb)
 	t.Logf("keepgpu %s: %s%s", strings.Join(args, " "), out.String(), errb.String())
 	return code
+}
+
+// TestKeepGPUHTTPExamples sends KeepGPU's documented curl examples (its MCP
+// and service guide) to a service whose holders hold on the fake node:
+// method, path, headers and body as curl sends them, with one difference,
+// the token keepgpu requires. Without it, each is refused (401): any local
+// user could otherwise stop anyone's session.
+func TestKeepGPUHTTPExamples(t *testing.T) {
+	fs := newFakeService(t, 2)
+	send := func(t *testing.T, method, path, body string, token bool) (int, string) {
+		t.Helper()
+		var rd io.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		req, err := http.NewRequest(method, fs.http.URL+path, rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("User-Agent", "curl/8.5.0")
+		req.Header.Set("Accept", "*/*")
+		if body != "" {
+			req.Header.Set("content-type", "application/json") // -H "content-type: application/json"
+		}
+		if token {
+			req.Header.Set("Authorization", "Bearer "+fs.token) // -H "Authorization: Bearer $(cat …/keepgpu/token)"
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	var jobID string
+	examples := []struct {
+		name, method, path, body string
+		check                    func(t *testing.T, body string)
+	}{
+		{"HTTP JSON-RPC quick example: MCP tools/call", "POST", "/rpc",
+			`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"status","arguments":{}}}`,
+			func(t *testing.T, body string) {
+				if body != `{"jsonrpc":"2.0","result":{"content":[{"text":"{\"active_jobs\":[]}","type":"text"}],"isError":false},"id":1}`+"\n" {
+					t.Fatalf("got %s", body)
+				}
+			}},
+		{"legacy JSON-RPC quick example: start_keep", "POST", "/rpc",
+			`{"id":1,"method":"start_keep","params":{"gpu_ids":[0],"vram":"512MB","interval":60,"busy_threshold":20}}`,
+			func(t *testing.T, body string) {
+				var r struct {
+					JSONRPC string
+					ID      int
+					Result  struct {
+						JobID string `json:"job_id"`
+					}
+				}
+				if json.Unmarshal([]byte(body), &r) != nil || r.JSONRPC != "2.0" || r.ID != 1 || r.Result.JobID == "" {
+					t.Fatalf("got %s", body)
+				}
+				if p, _ := fs.node.Procs(0); len(p) != 1 || p[0].Bytes != 512e6 {
+					t.Fatalf("gpu 0 holds %+v; want 512 MB", p)
+				}
+			}},
+		{"REST: health", "GET", "/health", "", func(t *testing.T, body string) {
+			if !strings.HasPrefix(body, `{"ok":true,`) {
+				t.Fatalf("got %s", body)
+			}
+		}},
+		{"REST: GPUs", "GET", "/api/gpus", "", func(t *testing.T, body string) {
+			if !strings.Contains(body, `"id":0,`) || !strings.Contains(body, `"id":1,`) {
+				t.Fatalf("got %s", body)
+			}
+		}},
+		{"REST: sessions", "GET", "/api/sessions", "", func(t *testing.T, body string) {
+			if !strings.Contains(body, `"state":"active"`) || !strings.Contains(body, `"vram":"512MB"`) {
+				t.Fatalf("got %s", body)
+			}
+		}},
+		{"REST: start", "POST", "/api/sessions", `{"gpu_ids":[0],"vram":"1GiB","interval":120,"busy_threshold":25}`,
+			func(t *testing.T, body string) {
+				var st service.Status
+				if json.Unmarshal([]byte(body), &st) != nil || st.JobID == "" || st.State != service.StateActive || st.BytesHeld != 1<<30 {
+					t.Fatalf("got %s", body)
+				}
+				jobID = st.JobID
+			}},
+		{"REST: stop one", "DELETE", "/api/sessions/<job_id>", "", func(t *testing.T, body string) {
+			if body != `{"stopped":["`+jobID+`"],"timed_out":[],"failed":[],"errors":{}}`+"\n" {
+				t.Fatalf("got %s", body)
+			}
+		}},
+		{"REST: stop all", "DELETE", "/api/sessions", "", func(t *testing.T, body string) {
+			if !strings.HasPrefix(body, `{"stopped":["`) || !strings.HasSuffix(body, `"],"timed_out":[],"failed":[],"errors":{}}`+"\n") {
+				t.Fatalf("got %s", body)
+			}
+			fs.waitFree(t)
+		}},
+	}
+	for _, ex := range examples {
+		t.Run(ex.name, func(t *testing.T) {
+			path := strings.Replace(ex.path, "<job_id>", jobID, 1)
+			if code, body := send(t, ex.method, path, ex.body, false); code != 401 || body != "unauthorized\n" {
+				t.Fatalf("without the token: HTTP %d %s; want 401", code, body)
+			}
+			code, body := send(t, ex.method, path, ex.body, true)
+			if code != 200 {
+				t.Fatalf("HTTP %d %s", code, body)
+			}
+			ex.check(t, body)
+		})
+	}
+	if l := fs.Live(); l != 0 {
+		t.Fatalf("%d sessions left", l)
+	}
+}
+
+// TestKeepGPUMCPOverHTTP: the MCP conversation KeepGPU's guide describes
+// (initialize, tools/list, tools/call; ping for liveness) on /rpc, with
+// the token, a session held on the fake node and released.
+func TestKeepGPUMCPOverHTTP(t *testing.T) {
+	fs := newFakeService(t, 1)
+	post := func(body string) string {
+		t.Helper()
+		req, _ := http.NewRequest("POST", fs.http.URL+"/rpc", strings.NewReader(body))
+		req.Header.Set("content-type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+fs.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("%s: HTTP %d %s", body, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	for _, c := range []struct{ req, want string }{
+		{`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"agent","version":"1"}}}`, `"protocolVersion":"2025-06-18"`},
+		{`{"jsonrpc":"2.0","method":"notifications/initialized"}`, ``},
+		{`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`, `"name":"list_gpus"`},
+		{`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"start_keep","arguments":{"gpu_ids":[0],"vram":"1GiB","job_id":"agent"}}}`, `"text":"{\"job_id\":\"agent\"}"`},
+		{`{"jsonrpc":"2.0","id":4,"method":"ping"}`, `{"jsonrpc":"2.0","result":{},"id":4}`},
+		{`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"stop_keep","arguments":{"job_id":"agent"}}}`, `\"stopped\":[\"agent\"]`},
+	} {
+		if got := post(c.req); !strings.Contains(got, c.want) {
+			t.Fatalf("%s: got %s; want %s", c.req, got, c.want)
+		}
+	}
+	fs.waitFree(t)
 }

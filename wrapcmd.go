@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/alecthomas/kong"
+
 	"github.com/keepgpu/keepgpu/keeper"
 	"github.com/keepgpu/keepgpu/signals"
 	"github.com/keepgpu/keepgpu/wrap"
@@ -30,7 +32,7 @@ type WrapCmd struct {
 }
 
 // Run runs the command and exits with its status; see wrap.Run.
-func (c *WrapCmd) Run(io *stdio) error {
+func (c *WrapCmd) Run(io *stdio, kctx *kong.Context) error {
 	fail := func(format string, args ...any) error {
 		fmt.Fprintf(io.err, "keepgpu: "+format+"\n", args...)
 		return exitCode(wrap.ExitFailed)
@@ -41,7 +43,8 @@ func (c *WrapCmd) Run(io *stdio) error {
 	if len(c.Command) == 0 {
 		return fail("wrap: no command given (keepgpu wrap [flags] -- CMD ARGS...)")
 	}
-	spec, err := c.spec(func(w string) { fmt.Fprintf(io.err, "keepgpu: warning: %s\n", w) })
+	warn := func(w string) { fmt.Fprintf(io.err, "keepgpu: warning: %s\n", w) }
+	spec, err := c.spec(warn)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -51,7 +54,7 @@ func (c *WrapCmd) Run(io *stdio) error {
 		ReleaseOnGPUUse: c.ReleaseOnGPUUse,
 		RequireGPU:      c.RequireGPU,
 		MaxHold:         time.Duration(c.MaxHold),
-		Quiet:           c.Quiet,
+		Quiet:           quietOutput(kctx, c.Quiet, warn),
 		SocketDir:       runtimeDir(),
 		Stdin:           os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 	}

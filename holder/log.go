@@ -3,6 +3,7 @@ package holder
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -96,4 +97,21 @@ func kernelWords(util int, format string) string {
 		return "no kernel (--util 0)"
 	}
 	return fmt.Sprintf(format, util)
+}
+
+// ConsoleQuiet reads level, the value of KeepGPU's CONSOLE_LOG_LEVEL
+// variable, as keepgpu's --quiet: DEBUG, INFO and NOTSET show every
+// progress line; WARNING (WARN), ERROR, CRITICAL (FATAL) and KeepGPU's
+// "off" values NO and 0 keep only warnings and errors, as --quiet does
+// (keepgpu has no quieter mode: a warning says it holds less than asked).
+// Case and surrounding blanks do not matter. Any other value is an error
+// that names the levels; the caller warns and ignores it.
+func ConsoleQuiet(level string) (bool, error) {
+	switch strings.ToUpper(strings.TrimSpace(level)) {
+	case "DEBUG", "INFO", "NOTSET":
+		return false, nil
+	case "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL", "NO", "0":
+		return true, nil
+	}
+	return false, fmt.Errorf("CONSOLE_LOG_LEVEL %q is not a log level (DEBUG, INFO, WARNING, ERROR, CRITICAL): ignored", level)
 }

@@ -100,3 +100,33 @@ func TestLogJSON(t *testing.T) {
 		t.Errorf("warning: %+v", warn)
 	}
 }
+
+// TestConsoleQuiet reads KeepGPU's CONSOLE_LOG_LEVEL: WARNING and above
+// (and KeepGPU's "off" values) are quiet, case and blanks aside; anything
+// else is an error naming the levels.
+func TestConsoleQuiet(t *testing.T) {
+	tests := []struct {
+		level string
+		quiet bool
+		bad   bool
+	}{
+		{level: "DEBUG"}, {level: "info"}, {level: " Info\n"}, {level: "NOTSET"},
+		{level: "WARNING", quiet: true}, {level: "warn", quiet: true}, {level: "ERROR", quiet: true},
+		{level: "critical", quiet: true}, {level: "FATAL", quiet: true}, {level: "no", quiet: true}, {level: "0", quiet: true},
+		{level: "LOUD", bad: true}, {level: "10", bad: true}, {level: "INFO2", bad: true}, {level: "warnings", bad: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.level, func(t *testing.T) {
+			quiet, err := ConsoleQuiet(tt.level)
+			if tt.bad {
+				if err == nil || !strings.Contains(err.Error(), "DEBUG, INFO, WARNING, ERROR, CRITICAL") {
+					t.Fatalf("got %v, %v; want an error naming the levels", quiet, err)
+				}
+				return
+			}
+			if err != nil || quiet != tt.quiet {
+				t.Fatalf("got %v, %v; want %v", quiet, err, tt.quiet)
+			}
+		})
+	}
+}

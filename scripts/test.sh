@@ -2,9 +2,11 @@
 # The whole test suite: formatting, vet, the build as it ships (without
 # cgo, for linux/amd64 and linux/arm64), every Go test with the race
 # detector against the project's fake GPU driver libraries (built by the
-# tests with gcc), every fuzz target for a bounded time (scripts/fuzz.sh;
-# KEEPGPU_SKIP_FUZZ=1 skips it), and, as root, the Slurm tests on live one-node and
-# three-node clusters (scripts/slurm-test.sh). Needs Go and gcc; no GPU,
+# tests with gcc), the Python package's tests (scripts/python-test.sh;
+# KEEPGPU_SKIP_PYTHON=1 skips them), every fuzz target for a bounded time
+# (scripts/fuzz.sh; KEEPGPU_SKIP_FUZZ=1 skips it), and, as root, the Slurm
+# tests on live one-node and three-node clusters (scripts/slurm-test.sh).
+# Needs Go and gcc, and Python 3 with venv, pip and setuptools; no GPU,
 # driver or CUDA toolkit. Arguments go to go test; KEEPGPU_SKIP_SLURM=1
 # skips Slurm. As root it also runs scripts/compat-test.sh (arm64, an old
 # glibc, NVIDIA's libraries, the kernel through ptxas, a release snapshot),
@@ -31,6 +33,14 @@ for arch in amd64 arm64; do
 	CGO_ENABLED=0 GOARCH=$arch go build -o /dev/null .
 done
 CGO_ENABLED=1 go test -race -count=1 -timeout 20m "$@" ./...
+
+# The Python package (python/) in a virtual environment, against the fake
+# driver, unless KEEPGPU_SKIP_PYTHON=1.
+if [ -n "${KEEPGPU_SKIP_PYTHON:-}" ]; then
+	echo "Python package tests skipped (KEEPGPU_SKIP_PYTHON is set)"
+else
+	scripts/python-test.sh
+fi
 
 # Every fuzz target for a bounded time (KEEPGPU_FUZZTIME each, default 12s),
 # unless KEEPGPU_SKIP_FUZZ=1.

@@ -123,19 +123,23 @@ func TestREST(t *testing.T) {
 	check("HEAD", "/health", "", 200, "")
 	check("GET", "/api/gpus", "", 200, `"uuid":"GPU-aaaa"`)
 	check("GET", "/api/sessions", "", 200, `{"active_jobs":[]}`)
-	got := check("POST", "/api/sessions", `{"job_id":"rest-1","vram":"512MiB","gpu_ids":[0]}`, 201, `"job_id":"rest-1"`)
+	// KeepGPU's codes: 200 for a start, 400 for a job id in use, 200 for a
+	// session that does not exist.
+	got := check("POST", "/api/sessions", `{"job_id":"rest-1","vram":"512MiB","gpu_ids":[0]}`, 200, `"job_id":"rest-1"`)
 	if !strings.Contains(got, `"vram":"512MiB"`) || !strings.Contains(got, `"gpu_ids":[0]`) {
 		t.Fatalf("POST /api/sessions: %s", got)
 	}
-	check("POST", "/api/sessions", `{"job_id":"rest-1"}`, 409, `already exists`)
+	check("POST", "/api/sessions", `{"job_id":"rest-1"}`, 400, `already exists`)
 	ts.waitState("rest-1", StateActive)
 	check("GET", "/api/sessions/rest-1", "", 200, `"state":"active"`)
 	check("GET", "/api/sessions", "", 200, `"job_id":"rest-1"`)
-	check("GET", "/api/sessions/nope", "", 404, `{"error":{"message":"job_id not found"}}`)
-	check("DELETE", "/api/sessions/nope", "", 404, `job_id not found`)
+	check("GET", "/api/sessions/nope", "", 200, `{"active":false,"job_id":"nope","message":"job_id not found","state":null}`)
+	check("DELETE", "/api/sessions/nope", "", 200, `{"stopped":[],"timed_out":[],"failed":[],"errors":{},"message":"job_id not found"}`)
+	check("GET", "/api/sessions/a%20b", "", 400, `job_id \"a b\": use letters, digits`)
+	check("DELETE", "/api/sessions/a~b", "", 200, `job_id not found`)
 	check("DELETE", "/api/sessions/rest-1", "", 200, `"stopped":["rest-1"]`)
-	check("GET", "/api/sessions/rest-1", "", 404, `job_id not found`)
-	check("POST", "/api/sessions", ``, 201, `"job_id":`) // every default
+	check("GET", "/api/sessions/rest-1", "", 200, `"active":false`)
+	check("POST", "/api/sessions", ``, 200, `"job_id":`) // every default
 	check("DELETE", "/api/sessions", "", 200, `"stopped":["`)
 	check("GET", "/api/sessions", "", 200, `{"active_jobs":[]}`)
 
@@ -149,7 +153,12 @@ func TestREST(t *testing.T) {
 	check("POST", "/api/sessions", `{"gpu_ids":""}`, 400, `gpu_ids: gpus \"\": empty`)
 	check("POST", "/api/sessions", `{"job_id":"a/b"}`, 400, `job_id`)
 	check("POST", "/api/sessions", `{"vram":"`+strings.Repeat("x", MaxBody)+`"}`, 413, `request body over 1000000 bytes`)
-	check("GET", "/api/nothing", "", 404, `no such API route`)
+	// Unknown routes: JSON 404, whatever the method.
+	check("GET", "/api/nothing", "", 404, `{"error":{"message":"unknown endpoint: /api/nothing"}}`)
+	check("POST", "/api/nothing", "{}", 404, `unknown endpoint`)
+	check("DELETE", "/api/sessions/a/b", "", 404, `unknown endpoint`)
+	check("GET", "/nothing", "", 404, `{"error":{"message":"unknown endpoint: /nothing"}}`)
+	check("GET", "/api", "", 404, `unknown endpoint`)
 
 	// Wrong methods: 405 with Allow.
 	for _, c := range []struct{ method, path, allow string }{
@@ -173,15 +182,21 @@ func TestRPC(t *testing.T) {
 		{"parse error", `{"jsonrpc":"2.0",`, `{"jsonrpc":"2.0","error":{"code":-32700,"message":"parse error: not valid JSON"},"id":null}`},
 		{"empty body", ``, `"code":-32700`},
 		{"not an object", `42`, `"code":-32600`},
-		{"no version", `{"id":1,"method":"status"}`, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: \"jsonrpc\" must be \"2.0\""},"id":1}`},
-		{"version 1", `{"jsonrpc":"1.0","id":1,"method":"status"}`, `"code":-32600`},
+		{"no version: a legacy direct call", `{"id":1,"method":"status"}`, `{"jsonrpc":"2.0","result":{"active_jobs":[]},"id":1}`},
+		{"version 1", `{"jsonrpc":"1.0","id":1,"method":"status"}`, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: \"jsonrpc\" must be \"2.0\" (or left out)"},"id":1}`},
+		{"version not a string", `{"jsonrpc":2,"id":1,"method":"status"}`, `"code":-32600`},
+		{"no id", `{"jsonrpc":"2.0","method":"status"}`, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: a request needs an id (a string or a number); \"status\" is not a notification"},"id":null}`},
+		{"null id", `{"jsonrpc":"2.0","id":null,"method":"status"}`, `"code":-32600,"message":"invalid request: id must be a string or a number"},"id":null`},
+		{"legacy call without id", `{"method":"stop_keep"}`, `"code":-32600`},
+		{"legacy notification with a bad version", `{"jsonrpc":"1.0","method":"notifications/initialized"}`, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: \"jsonrpc\" must be \"2.0\" (or left out)"},"id":null}`},
 		{"no method", `{"jsonrpc":"2.0","id":1}`, `"code":-32600`},
 		{"method not a string", `{"jsonrpc":"2.0","id":1,"method":5}`, `"code":-32600`},
-		{"object id", `{"jsonrpc":"2.0","id":{},"method":"status"}`, `"code":-32600,"message":"invalid request: id must be a string, a number or null"},"id":null`},
+		{"object id", `{"jsonrpc":"2.0","id":{},"method":"status"}`, `"code":-32600,"message":"invalid request: id must be a string or a number"},"id":null`},
 		{"unknown member", `{"jsonrpc":"2.0","id":1,"method":"status","extra":1}`, `unknown member \"extra\"`},
-		{"params a string", `{"jsonrpc":"2.0","id":1,"method":"status","params":"x"}`, `"code":-32600`},
+		{"params a string", `{"jsonrpc":"2.0","id":1,"method":"status","params":"x"}`, `"code":-32602`},
 		{"params a list", `{"jsonrpc":"2.0","id":1,"method":"status","params":[]}`, `"code":-32602`},
-		{"unknown method", `{"jsonrpc":"2.0","id":"a","method":"reboot"}`, `{"jsonrpc":"2.0","error":{"code":-32601,"message":"method not found: \"reboot\" (methods: start_keep, stop_keep, status, list_gpus)"},"id":"a"}`},
+		{"params null", `{"jsonrpc":"2.0","id":1,"method":"stop_keep","params":null}`, `{"jsonrpc":"2.0","error":{"code":-32602,"message":"invalid params: \"params\" must be an object of named parameters"},"id":1}`},
+		{"unknown method", `{"jsonrpc":"2.0","id":"a","method":"reboot"}`, `{"jsonrpc":"2.0","error":{"code":-32601,"message":"method not found: \"reboot\" (methods: start_keep, stop_keep, status, list_gpus; MCP: initialize, ping, tools/list, tools/call)"},"id":"a"}`},
 		{"status all", `{"jsonrpc":"2.0","id":1,"method":"status"}`, `{"jsonrpc":"2.0","result":{"active_jobs":[]},"id":1}`},
 		{"status unknown", `{"jsonrpc":"2.0","id":1,"method":"status","params":{"job_id":"nope"}}`, `"result":{"active":false,"job_id":"nope","message":"job_id not found","state":null}`},
 		{"status bad param", `{"jsonrpc":"2.0","id":1,"method":"status","params":{"job":"x"}}`, `unknown parameter \"job\" (known: job_id)`},
@@ -218,7 +233,7 @@ func TestRPC(t *testing.T) {
 		{"status bad job id", `{"jsonrpc":"2.0","id":1,"method":"status","params":{"job_id":"../x"}}`, `"code":-32602`},
 		{"job id number", `{"jsonrpc":"2.0","id":1,"method":"start_keep","params":{"job_id":5}}`, `job_id: want a string`},
 		{"empty batch", `[]`, `{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: empty batch"},"id":null}`},
-		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"status"},{"jsonrpc":"2.0","method":"status"},7]`, `[{"jsonrpc":"2.0","result":{"active_jobs":[]},"id":1},{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: want a JSON object"},"id":null}]`},
+		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"status"},{"jsonrpc":"2.0","method":"notifications/initialized"},7]`, `[{"jsonrpc":"2.0","result":{"active_jobs":[]},"id":1},{"jsonrpc":"2.0","error":{"code":-32600,"message":"invalid request: want a JSON object"},"id":null}]`},
 		{"batch too big", `[` + strings.Repeat(`{},`, maxBatch) + `{}]`, `batch of 65 requests`},
 	}
 	for _, tt := range tests {
@@ -230,11 +245,11 @@ func TestRPC(t *testing.T) {
 		})
 	}
 	t.Run("notification", func(t *testing.T) {
-		code, _, body := ts.do("POST", "/rpc", `{"jsonrpc":"2.0","method":"status"}`, "Content-Type", "application/json")
+		code, _, body := ts.do("POST", "/rpc", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, "Content-Type", "application/json")
 		if code != 202 || body != "" {
 			t.Fatalf("HTTP %d %q; want 202 and nothing", code, body)
 		}
-		code, _, body = ts.do("POST", "/rpc", `[{"jsonrpc":"2.0","method":"nope"}]`, "Content-Type", "application/json")
+		code, _, body = ts.do("POST", "/rpc", `[{"jsonrpc":"2.0","method":"notifications/nope"}]`, "Content-Type", "application/json")
 		if code != 202 || body != "" {
 			t.Fatalf("batch of notifications: HTTP %d %q; want 202 and nothing", code, body)
 		}

@@ -96,10 +96,14 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 // Call calls method with params and decodes its result into result. A
 // JSON-RPC error comes back as *RPCError.
 func (c *Client) Call(ctx context.Context, method string, params, result any) error {
-	if params == nil {
-		params = map[string]any{}
+	p, err := json.Marshal(params)
+	if err != nil {
+		return err
 	}
-	req, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+	if string(p) == "null" { // nil, or a nil map: no parameters
+		p = []byte("{}")
+	}
+	req, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": json.RawMessage(p)})
 	if err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ const fakeGPUs = `{"gpus":[
 // fakeHolder speaks the holder's protocol without a GPU. Modes: ok (hold
 // until SIGTERM), fail (cannot hold), stubborn (ignores SIGTERM), pause
 // (reports its kernel paused), slow (takes 300 ms to hold), nonvml
-// (list-gpus fails).
+// (list-gpus fails), badgpu (is given a GPU that does not exist).
 func fakeHolder(mode string, args []string) int {
 	if len(args) > 0 && args[0] == "list-gpus" {
 		if mode == "nonvml" {
@@ -52,8 +52,12 @@ func fakeHolder(mode string, args []string) int {
 	signal.Notify(sigs, syscall.SIGTERM)
 	out := json.NewEncoder(os.Stdout)
 	emit := func(m map[string]any) { out.Encode(m) }
-	if mode == "fail" {
+	switch mode {
+	case "fail":
 		emit(map[string]any{"event": "error", "message": "holding nothing: cuInit: CUDA_ERROR_NO_DEVICE (100)"})
+		return 1
+	case "badgpu":
+		emit(map[string]any{"event": "error", "message": "holding nothing: gpu 3: no such GPU; this process sees 1 (ordinals 0..0, after CUDA_VISIBLE_DEVICES)"})
 		return 1
 	}
 	if mode == "slow" {

@@ -3,168 +3,185 @@ package service
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // maxMCPLine bounds one line of MCP input; a longer line is answered with
 // an error and skipped.
-const maxMCPLine = mcp.DefaultMaxLineLength
-
-// MCPTransport is the transport `keepgpu mcp` serves on: newline-delimited
-// JSON-RPC read from in and written to out. Unlike the SDK's own stdio
-// transport, which ends the session at the first line it cannot read (and
-// with it every reply still owed), a line that is not JSON gets a -32700
-// parse error, and a JSON line that is not a JSON-RPC message (or has a
-// member twice, or is over 4 MiB) gets -32600; the session carries on with
-// the next line. See [MCPLines].
-//
-// At the end of in, the session ends only once every request read has been
-// answered (or after maxOwedWait): replies still owed are not lost.
-func MCPTransport(in io.Reader, out io.Writer) mcp.Transport {
-	o := &owed{ids: map[string]bool{}, none: make(chan struct{}, 1)}
-	w := &lockedWriter{w: out, owed: o}
-	pr, pw := io.Pipe()
-	go func() {
-		err := MCPLines(in, writerFunc(func(p []byte) (int, error) {
-			o.read(p)
-			return pw.Write(p)
-		}), w)
-		o.wait(maxOwedWait)
-		pw.CloseWithError(err)
-	}()
-	return &mcp.IOTransport{Reader: pr, Writer: w}
-}
+const maxMCPLine = 4 << 20
 
 // maxOwedWait bounds how long `keepgpu mcp` waits, once its input has
-// ended, for the answers to requests still running.
-const maxOwedWait = 2 * time.Minute
+// ended, for the answers to requests still running; maxOwedWaitSignalled
+// once it was signalled.
+const (
+	maxOwedWait          = 2 * time.Minute
+	maxOwedWaitSignalled = 5 * time.Second
+)
 
-type writerFunc func([]byte) (int, error)
+// MCPStdio is `keepgpu mcp`: MCP, and the service's own methods, as
+// newline-delimited JSON-RPC on stdin and stdout. MCP's methods
+// (initialize, ping, tools/list) are answered here; the tools and the
+// direct methods are calls to the user's service.
+type MCPStdio struct {
+	Version string
+	// Connect returns a client of the service, starting it if need be.
+	Connect func(context.Context) (*Client, error)
+	// KeepSessions leaves the sessions started through this server
+	// running when it ends; by default it stops them, as KeepGPU's stdio
+	// server does.
+	KeepSessions bool
+	// Log gets a line for what happens at the end; nil for none.
+	Log io.Writer
 
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
-// owed are the ids of the requests passed on and not yet answered.
-type owed struct {
-	mu   sync.Mutex
-	ids  map[string]bool
-	none chan struct{} // gets a value when ids becomes empty
+	mu      sync.Mutex
+	started map[string]bool
 }
 
-// read notes the requests in a line passed on to the server.
-func (o *owed) read(line []byte) { o.note(line, true) }
-
-// wrote notes the answers in a line the server wrote.
-func (o *owed) wrote(line []byte) { o.note(line, false) }
-
-func (o *owed) note(line []byte, request bool) {
-	var msgs []map[string]json.RawMessage
-	if json.Unmarshal(line, &msgs) != nil {
-		var m map[string]json.RawMessage
-		if json.Unmarshal(line, &m) != nil {
-			return
-		}
-		msgs = append(msgs, m)
+// Run serves until in ends or ctx is done. Lines are answered in order,
+// one at a time, as KeepGPU's stdio server does: a call that a client
+// sends after a start_keep sees the session. Each answer is one line. A
+// line that is not JSON gets a -32700 parse error, one that is not a
+// request -32600, and serving goes on.
+//
+// Once in has ended, or ctx is done, Run waits for the call in progress
+// (at most maxOwedWait; after ctx is done, maxOwedWaitSignalled), then,
+// unless KeepSessions, stops every session started through it and returns
+// once their GPUs are released.
+func (m *MCPStdio) Run(ctx context.Context, in io.Reader, out io.Writer) error {
+	srv := &mcpServer{version: m.Version, call: m.forward, started: m.note}
+	write := func(b []byte) error {
+		_, err := out.Write(append(b, '\n'))
+		return err
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for _, m := range msgs {
-		id, ok := m["id"]
-		_, isRequest := m["method"]
-		if !ok || isRequest != request {
-			continue
-		}
-		var v any
-		if json.Unmarshal(id, &v) != nil {
-			continue
-		}
-		key := string(mustJSON(v))
-		if request {
-			o.ids[key] = true
-			continue
-		}
-		delete(o.ids, key)
-		if len(o.ids) == 0 {
-			select {
-			case o.none <- struct{}{}:
-			default:
+	var current atomic.Pointer[chan struct{}] // the call in progress: closed once answered
+	readErr := make(chan error, 1)
+	go func() {
+		r := bufio.NewReaderSize(in, 64<<10)
+		for {
+			line, tooLong, err := readLine(r)
+			switch {
+			case tooLong:
+				write(mustJSON(errorResponse(nullID, codeInvalidRequest, fmt.Sprintf("invalid request: line over %d bytes", maxMCPLine))))
+			case ctx.Err() != nil:
+				readErr <- nil // ending: no new call
+				return
+			case len(line) > 0:
+				done := make(chan struct{})
+				current.Store(&done)
+				if a := answerRPC(context.WithoutCancel(ctx), line, srv.dispatch); a != nil {
+					write(a)
+				}
+				close(done)
+			}
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				readErr <- err
+				return
 			}
 		}
+	}()
+	var err error
+	wait := maxOwedWait
+	select {
+	case err = <-readErr:
+	case <-ctx.Done():
+		wait = maxOwedWaitSignalled
 	}
-}
-
-// wait returns once no request is owed an answer, or after d.
-func (o *owed) wait(d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	for {
-		o.mu.Lock()
-		n := len(o.ids)
-		o.mu.Unlock()
-		if n == 0 {
-			return
-		}
+	if c := current.Load(); c != nil {
 		select {
-		case <-o.none:
-		case <-t.C:
-			return
+		case <-*c:
+		case <-time.After(wait):
 		}
 	}
-}
-
-// lockedWriter makes each Write whole: the SDK writes one message per
-// Write, and so do MCPLines' answers, so lines never interleave.
-type lockedWriter struct {
-	mu   sync.Mutex
-	w    io.Writer
-	owed *owed
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n, err := l.w.Write(p)
-	if l.owed != nil {
-		l.owed.wrote(p)
+	if !m.KeepSessions {
+		m.stopStarted()
 	}
-	return n, err
+	return err
 }
 
-func (l *lockedWriter) Close() error { return nil }
+// forward calls method on the service.
+func (m *MCPStdio) forward(ctx context.Context, method string, params json.RawMessage) (any, *apiError) {
+	c, err := m.Connect(ctx)
+	if err != nil {
+		return nil, unavailable(err.Error())
+	}
+	var p any // nil: the client sends {}
+	if len(params) > 0 {
+		p = params
+	}
+	var r json.RawMessage
+	if err := c.Call(ctx, method, p, &r); err != nil {
+		var re *RPCError
+		if errors.As(err, &re) {
+			return nil, &apiError{Code: re.Code, Message: re.Message}
+		}
+		return nil, unavailable(err.Error())
+	}
+	return r, nil
+}
 
-// MCPLines copies the JSON-RPC messages of in, one per line, to good, and
-// answers each line that is not one on bad with a JSON-RPC error (one Write
-// per answer). Blank lines are skipped. It returns nil at the end of in,
-// or the first error reading in or writing.
-func MCPLines(in io.Reader, good, bad io.Writer) error {
-	r := bufio.NewReaderSize(in, 64<<10)
-	for {
-		line, tooLong, err := readLine(r)
-		if len(line) > 0 || tooLong {
-			answer := checkMCPLine(line, tooLong)
-			var werr error
-			if answer != nil {
-				_, werr = bad.Write(answer)
-			} else {
-				_, werr = good.Write(append(line, '\n'))
+func (m *MCPStdio) note(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.started == nil {
+		m.started = map[string]bool{}
+	}
+	m.started[id] = true
+}
+
+// stopStarted stops the sessions started through m, in parallel, and
+// returns once they are released.
+func (m *MCPStdio) stopStarted() {
+	m.mu.Lock()
+	ids := make([]string, 0, len(m.started))
+	for id := range m.started {
+		ids = append(ids, id)
+	}
+	m.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	sort.Strings(ids)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := m.Connect(ctx)
+	if err != nil {
+		m.logf("keepgpu mcp: cannot stop the sessions it started (%v): %v", ids, err)
+		return
+	}
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var r StopResult
+			if err := c.Call(ctx, "stop_keep", map[string]any{"job_id": id}, &r); err != nil {
+				m.logf("keepgpu mcp: stopping session %s: %v", id, err)
+				return
 			}
-			if werr != nil {
-				return werr
+			if len(r.Stopped) > 0 {
+				m.logf("keepgpu mcp: the client went: stopped session %s (keepgpu mcp --keep-sessions keeps them)", id)
+			} else if len(r.Failed)+len(r.TimedOut) > 0 {
+				m.logf("keepgpu mcp: session %s not stopped cleanly: %v", id, r.Errors)
 			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+		}()
+	}
+	wg.Wait()
+}
+
+func (m *MCPStdio) logf(format string, args ...any) {
+	if m.Log != nil {
+		fmt.Fprintf(m.Log, format+"\n", args...)
 	}
 }
 
@@ -187,56 +204,4 @@ func readLine(r *bufio.Reader) (line []byte, tooLong bool, err error) {
 		}
 		return bytes.TrimSpace(buf), tooLong, err
 	}
-}
-
-// checkMCPLine returns the error answer a line deserves, or nil for a
-// JSON-RPC message (or batch) to pass on.
-func checkMCPLine(line []byte, tooLong bool) []byte {
-	switch {
-	case tooLong:
-		return mcpError(nullID, codeInvalidRequest, fmt.Sprintf("invalid request: line over %d bytes", maxMCPLine))
-	case !json.Valid(line):
-		return mcpError(nullID, codeParse, "parse error: not valid JSON")
-	}
-	if err := duplicateMember(line); err != nil {
-		return mcpError(nullID, codeInvalidRequest, "invalid request: "+err.Error())
-	}
-	if line[0] != '[' {
-		if _, err := jsonrpc.DecodeMessage(line); err != nil {
-			return mcpError(lineID(line), codeInvalidRequest, "invalid request: "+err.Error())
-		}
-		return nil
-	}
-	var batch []json.RawMessage
-	if json.Unmarshal(line, &batch) != nil || len(batch) == 0 {
-		return mcpError(nullID, codeInvalidRequest, "invalid request: empty batch")
-	}
-	ids := map[string]bool{}
-	for _, m := range batch {
-		if _, err := jsonrpc.DecodeMessage(m); err != nil {
-			return mcpError(nullID, codeInvalidRequest, "invalid request in batch: "+err.Error())
-		}
-		if id := lineID(m); string(id) != "null" {
-			if ids[string(id)] {
-				return mcpError(nullID, codeInvalidRequest, fmt.Sprintf("invalid request: id %s twice in a batch", id))
-			}
-			ids[string(id)] = true
-		}
-	}
-	return nil
-}
-
-// lineID is the id of a request object, if it has a valid one, else null.
-func lineID(line []byte) json.RawMessage {
-	var m struct {
-		ID json.RawMessage `json:"id"`
-	}
-	if json.Unmarshal(line, &m) != nil || !validID(m.ID) {
-		return nullID
-	}
-	return m.ID
-}
-
-func mcpError(id json.RawMessage, code int, msg string) []byte {
-	return append(mustJSON(errorResponse(id, code, msg)), '\n')
 }

@@ -19,6 +19,10 @@ const (
 	codeUnavailable    = -32000 // the session cannot be started now
 )
 
+// CodeUnavailable is the JSON-RPC error code of a start that cannot hold
+// now (no driver, no usable GPU): KeepGPU's -32000.
+const CodeUnavailable = codeUnavailable
+
 // maxBatch bounds a JSON-RPC batch.
 const maxBatch = 64
 
@@ -50,16 +54,30 @@ type rpcResponse struct {
 
 var nullID = json.RawMessage("null")
 
-// handleRPC answers a JSON-RPC 2.0 request or batch. It returns nil when
-// nothing is to be answered: the request was a notification, or a batch of
-// them.
+// dispatcher runs one method with its params (absent, or a JSON object).
+type dispatcher func(ctx context.Context, method string, params json.RawMessage) (any, *apiError)
+
+// handleRPC answers a JSON-RPC request or batch on /rpc: the service's
+// methods and MCP's.
 func (s *Server) handleRPC(ctx context.Context, body []byte) []byte {
+	return answerRPC(ctx, body, s.mcp.dispatch)
+}
+
+// answerRPC answers a JSON-RPC request or batch with d. It returns nil
+// when nothing is to be answered: the message was a notification, or a
+// batch of them.
+//
+// Besides JSON-RPC 2.0, it takes KeepGPU's legacy direct calls, which leave
+// out "jsonrpc" (when present it must be "2.0"). As in KeepGPU, every call
+// but a notification needs an id, and only methods named notifications/...
+// are notifications: they are accepted without an answer.
+func answerRPC(ctx context.Context, body []byte, d dispatcher) []byte {
 	body = bytes.TrimSpace(body)
 	if !json.Valid(body) {
 		return mustJSON(errorResponse(nullID, codeParse, "parse error: not valid JSON"))
 	}
 	if body[0] != '[' {
-		r := s.call(ctx, body)
+		r := call(ctx, body, d)
 		if r == nil {
 			return nil
 		}
@@ -77,7 +95,7 @@ func (s *Server) handleRPC(ctx context.Context, body []byte) []byte {
 	}
 	var out []*rpcResponse
 	for _, req := range batch {
-		if r := s.call(ctx, req); r != nil {
+		if r := call(ctx, req, d); r != nil {
 			out = append(out, r)
 		}
 	}
@@ -88,14 +106,14 @@ func (s *Server) handleRPC(ctx context.Context, body []byte) []byte {
 }
 
 // call answers one request object; nil for a notification.
-func (s *Server) call(ctx context.Context, raw json.RawMessage) *rpcResponse {
+func call(ctx context.Context, raw json.RawMessage, d dispatcher) *rpcResponse {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return errorResponse(nullID, codeInvalidRequest, "invalid request: want a JSON object")
 	}
 	id, hasID := m["id"]
 	if hasID && !validID(id) {
-		return errorResponse(nullID, codeInvalidRequest, "invalid request: id must be a string, a number or null")
+		return errorResponse(nullID, codeInvalidRequest, "invalid request: id must be a string or a number")
 	}
 	if !hasID {
 		id = nullID
@@ -119,29 +137,38 @@ func (s *Server) call(ctx context.Context, raw json.RawMessage) *rpcResponse {
 		sort.Strings(unknown)
 		return invalid("unknown member " + strings.Join(unknown, ", "))
 	}
-	var version, method string
-	if json.Unmarshal(m["jsonrpc"], &version) != nil || version != "2.0" {
-		return invalid(`"jsonrpc" must be "2.0"`)
-	}
+	var method string
 	if json.Unmarshal(m["method"], &method) != nil || method == "" {
 		return invalid(`"method" must be a non-empty string`)
 	}
-	params := bytes.TrimSpace(m["params"])
-	if len(params) > 0 && params[0] != '{' && params[0] != '[' && string(params) != "null" {
-		return invalid(`"params" must be an object`)
+	if v, ok := m["jsonrpc"]; ok {
+		var version string
+		if json.Unmarshal(v, &version) != nil || version != "2.0" {
+			return invalid(`"jsonrpc" must be "2.0" (or left out)`)
+		}
 	}
-	result, aerr := s.dispatch(ctx, method, params)
-	if !hasID {
-		return nil // a notification: done, and never answered
+	notification := strings.HasPrefix(method, "notifications/")
+	switch {
+	case notification && !hasID:
+		return nil // accepted, never answered
+	case notification:
+		return invalid("a notification has no id")
+	case !hasID:
+		return invalid(fmt.Sprintf("a request needs an id (a string or a number); %q is not a notification", method))
 	}
+	params, hasParams := m["params"]
+	if hasParams && !bytes.HasPrefix(bytes.TrimSpace(params), []byte("{")) {
+		return errorResponse(id, codeInvalidParams, `invalid params: "params" must be an object of named parameters`)
+	}
+	result, aerr := d(ctx, method, params)
 	if aerr != nil {
 		return errorResponse(id, aerr.Code, aerr.Message)
 	}
 	return &rpcResponse{JSONRPC: "2.0", Result: result, ID: id}
 }
 
-// dispatch runs one method. The methods are KeepGPU's.
-func (s *Server) dispatch(ctx context.Context, method string, params json.RawMessage) (any, *apiError) {
+// direct runs one of the service's own methods, KeepGPU's.
+func (s *Server) direct(ctx context.Context, method string, params json.RawMessage) (any, *apiError) {
 	switch method {
 	case "start_keep":
 		p, aerr := parseStart(params)
@@ -167,26 +194,42 @@ func (s *Server) dispatch(ctx context.Context, method string, params json.RawMes
 		if id == "" {
 			return map[string]any{"active_jobs": s.sessions.list()}, nil
 		}
-		if st, ok := s.sessions.get(id); ok {
-			return st, nil
-		}
-		return map[string]any{"active": false, "job_id": id, "state": nil, "message": "job_id not found"}, nil
+		return s.status(id), nil
 	case "list_gpus":
 		if _, aerr := decodeObject(params); aerr != nil {
 			return nil, aerr
 		}
-		return s.gpus(ctx), nil
+		l := s.gpus(ctx)
+		if len(l.GPUs) == 0 && l.Error != "" {
+			return nil, unavailable(l.Error)
+		}
+		return l, nil
 	}
-	return nil, &apiError{Code: codeMethodNotFound, Status: 404, Message: fmt.Sprintf("method not found: %q (methods: start_keep, stop_keep, status, list_gpus)", method)}
+	return nil, methodNotFound(method)
 }
 
+func methodNotFound(method string) *apiError {
+	return &apiError{Code: codeMethodNotFound, Status: 404, Message: fmt.Sprintf("method not found: %q (methods: start_keep, stop_keep, status, list_gpus; MCP: initialize, ping, tools/list, tools/call)", method)}
+}
+
+// status is the status of session id; one that does not exist is not
+// active, as KeepGPU reports it.
+func (s *Server) status(id string) any {
+	if st, ok := s.sessions.get(id); ok {
+		return st
+	}
+	return map[string]any{"active": false, "job_id": id, "state": nil, "message": "job_id not found"}
+}
+
+// validID reports whether raw is an id a request may carry: a string or a
+// number.
 func validID(raw json.RawMessage) bool {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
 		return false
 	}
 	switch c := raw[0]; {
-	case c == '"', c == 'n', c == '-', c >= '0' && c <= '9':
+	case c == '"', c == '-', c >= '0' && c <= '9':
 		return true
 	}
 	return false

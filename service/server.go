@@ -48,6 +48,10 @@ type Config struct {
 	// whose name an attacker points at this machine (DNS rebinding) gets
 	// nowhere even before the token is checked.
 	Hosts []string
+	// StartWait bounds how long start_keep waits for a new session's
+	// holder to hold (default 30s); a session still starting then is
+	// answered as such.
+	StartWait time.Duration
 	// HeaderTimeout bounds reading a request's headers, BodyTimeout the
 	// whole request, body included (defaults 10s and 30s): a client that
 	// sends slowly is cut off.
@@ -62,6 +66,7 @@ type Server struct {
 	cfg      Config
 	sessions *sessions
 	lister   *gpuLister
+	mcp      *mcpServer
 	started  time.Time
 	mux      *http.ServeMux
 }
@@ -83,6 +88,9 @@ func New(cfg Config) *Server {
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = 256
 	}
+	if cfg.StartWait <= 0 {
+		cfg.StartWait = 30 * time.Second
+	}
 	if cfg.HeaderTimeout <= 0 {
 		cfg.HeaderTimeout = 10 * time.Second
 	}
@@ -92,6 +100,7 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, started: time.Now()}
 	s.sessions = newSessions(&s.cfg)
 	s.lister = &gpuLister{cfg: &s.cfg}
+	s.mcp = &mcpServer{version: cfg.Version, call: s.direct}
 	s.routes()
 	return s
 }
@@ -241,9 +250,6 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("/api/gpus", methods{"GET": s.apiGPUs}.serve)
 	s.mux.HandleFunc("/api/sessions", methods{"GET": s.apiList, "POST": s.apiStart, "DELETE": s.apiStopAll}.serve)
 	s.mux.HandleFunc("/api/sessions/{id}", methods{"GET": s.apiGet, "DELETE": s.apiStop}.serve)
-	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such API route: "+r.URL.Path)
-	})
 	s.mux.HandleFunc("/", s.static)
 }
 
@@ -335,6 +341,10 @@ func (s *Server) gpus(ctx context.Context) GPUList {
 	return annotate(s.lister.list(ctx), s.sessions.holderPIDs())
 }
 
+// apiGPUs answers 200 even when the GPUs cannot be listed (no NVML), with
+// "error" saying why: the dashboard polls it together with the sessions,
+// which it must show all the same. (KeepGPU answers 503 there; list_gpus
+// answers -32000, as KeepGPU's does.)
 func (s *Server) apiGPUs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.gpus(r.Context()))
 }
@@ -343,14 +353,15 @@ func (s *Server) apiList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"active_jobs": s.sessions.list()})
 }
 
+// apiGet answers a session that does not exist as KeepGPU does: 200,
+// {"active": false, ...}.
 func (s *Server) apiGet(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	st, ok := s.sessions.get(id)
-	if !ok {
-		writeError(w, http.StatusNotFound, "job_id not found")
+	if err := CheckJobID(id); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, s.status(id))
 }
 
 func (s *Server) apiStart(w http.ResponseWriter, r *http.Request) {
@@ -366,8 +377,9 @@ func (s *Server) apiStart(w http.ResponseWriter, r *http.Request) {
 	if aerr == nil {
 		var st Status
 		if st, aerr = s.sessions.start(p); aerr == nil {
+			// 200, not 201: KeepGPU's code, which its users' scripts check.
 			w.Header().Set("Location", "/api/sessions/"+url.PathEscape(st.JobID))
-			writeJSON(w, http.StatusCreated, st)
+			writeJSON(w, http.StatusOK, st)
 			return
 		}
 	}
@@ -378,13 +390,15 @@ func (s *Server) apiStopAll(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.sessions.stop(""))
 }
 
+// apiStop answers a session that does not exist as KeepGPU does: 200, a
+// result whose message says so.
 func (s *Server) apiStop(w http.ResponseWriter, r *http.Request) {
-	res := s.sessions.stop(r.PathValue("id"))
-	if res.Message == "job_id not found" {
-		writeError(w, http.StatusNotFound, res.Message)
+	id := r.PathValue("id")
+	if err := CheckJobID(id); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	writeJSON(w, http.StatusOK, s.sessions.stop(id))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

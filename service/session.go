@@ -84,7 +84,17 @@ type session struct {
 	stopAsked bool
 	killed    bool          // SIGKILL sent after the stop timeout
 	exitErr   string        // set when a stop ended in a failed exit
+	settled   chan struct{} // closed once the holder holds, or has exited
 	done      chan struct{} // closed once the holder has exited and the state is final
+}
+
+// settle closes s.settled once; the caller holds the manager's mutex.
+func (s *session) settle() {
+	select {
+	case <-s.settled:
+	default:
+		close(s.settled)
+	}
 }
 
 // sessions supervises the holders.
@@ -109,9 +119,12 @@ func newJobID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
 
-// start creates a session and starts its holder. It returns at once, with
-// the session starting; a job id already in use is an error, even while
-// both starts race.
+// start creates a session, starts its holder and waits until it holds
+// (or Config.StartWait has passed: the session is then still starting). A
+// holder that fails before it holds leaves no session behind: the start is
+// refused with its words, as KeepGPU refuses a start with no usable GPU
+// (-32000, HTTP 503; a GPU that does not exist is a bad parameter). A job
+// id already in use is an error, even while both starts race.
 func (m *sessions) start(p Params) (Status, *apiError) {
 	m.mu.Lock()
 	if m.closing {
@@ -123,22 +136,24 @@ func (m *sessions) start(p Params) (Status, *apiError) {
 	}
 	if _, dup := m.byID[p.JobID]; dup {
 		m.mu.Unlock()
-		return Status{}, &apiError{Code: codeInvalidParams, Status: 409, Message: fmt.Sprintf("job_id %q already exists", p.JobID)}
+		return Status{}, &apiError{Code: codeInvalidParams, Status: 400, Message: fmt.Sprintf("job_id %q already exists", p.JobID)}
 	}
 	if len(m.byID) >= m.cfg.MaxSessions {
 		m.mu.Unlock()
 		return Status{}, unavailable(fmt.Sprintf("too many sessions (%d); stop some first", m.cfg.MaxSessions))
 	}
-	s := &session{id: p.JobID, params: p, created: time.Now(), state: StateStarting, done: make(chan struct{})}
+	s := &session{id: p.JobID, params: p, created: time.Now(), state: StateStarting,
+		settled: make(chan struct{}), done: make(chan struct{})}
 	m.byID[s.id] = s
 	m.mu.Unlock()
 
 	h, err := holder.Start(p.Spec, holder.Options{Path: m.cfg.HolderPath, Argv0: m.cfg.Argv0, Env: m.cfg.Env})
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if err != nil {
 		delete(m.byID, s.id)
+		close(s.settled)
 		close(s.done)
+		m.mu.Unlock()
 		return Status{}, unavailable("cannot start the holder: " + err.Error())
 	}
 	s.proc = h.Process
@@ -147,6 +162,26 @@ func (m *sessions) start(p Params) (Status, *apiError) {
 	}
 	m.logf("session %s: holder pid %d started: %s", s.id, s.proc.Pid, strings.Join(p.Args(), " "))
 	go m.supervise(s, h.Events)
+	m.mu.Unlock()
+
+	t := time.NewTimer(m.cfg.StartWait)
+	defer t.Stop()
+	select {
+	case <-s.settled:
+	case <-t.C:
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.state == StateRuntimeFailed && s.heldAt.IsZero() {
+		// Never held: nothing to stop, nothing to keep.
+		if m.byID[s.id] == s {
+			delete(m.byID, s.id)
+		}
+		if strings.Contains(s.lastErr, "no such GPU") {
+			return Status{}, paramError("gpu_ids: %s", s.lastErr)
+		}
+		return Status{}, unavailable(s.lastErr)
+	}
 	return s.status(), nil
 }
 
@@ -198,6 +233,7 @@ func (m *sessions) supervise(s *session, events <-chan holder.Event) {
 			s.gpus[i].Kernel = "released"
 		}
 	}
+	s.settle()
 	close(s.done) // under the mutex: askStop sees the final state and done together
 	m.mu.Unlock()
 	m.logf("session %s: holder pid %d exited (%s)", s.id, s.proc.Pid, how)
@@ -225,6 +261,7 @@ func (s *session) apply(e holder.Event) {
 		if s.state == StateStarting {
 			s.state = StateActive
 		}
+		s.settle()
 	case holder.Paused:
 		g := s.gpu(e.GPU, e.UUID, e.Name)
 		g.Kernel, g.Reason = "paused", e.Reason

@@ -36,21 +36,40 @@ func TestHolderKilled(t *testing.T) {
 	}
 }
 
-// TestHolderFails: a holder that cannot hold fails the session with its
-// own words.
+// TestHolderFails: a holder that cannot hold refuses the start with its
+// own words, as KeepGPU refuses a start with no usable GPU (-32000, HTTP
+// 503), or a GPU that does not exist (-32602, HTTP 400); no session is
+// left behind.
 func TestHolderFails(t *testing.T) {
-	ts := newTestServer(t, "fail")
-	id := ts.start(map[string]any{"gpu_ids": "3"})
-	st := ts.waitState(id, StateRuntimeFailed)
-	if st.LastError == nil || *st.LastError != "holding nothing: cuInit: CUDA_ERROR_NO_DEVICE (100)" {
-		t.Fatalf("last_error: %+v", st)
+	for _, c := range []struct {
+		mode   string
+		code   int
+		status int
+		msg    string
+	}{
+		{"fail", codeUnavailable, 503, "holding nothing: cuInit: CUDA_ERROR_NO_DEVICE (100)"},
+		{"badgpu", codeInvalidParams, 400, "gpu_ids: holding nothing: gpu 3: no such GPU; this process sees 1 (ordinals 0..0, after CUDA_VISIBLE_DEVICES)"},
+	} {
+		ts := newTestServer(t, c.mode)
+		err := ts.client.Call(context.Background(), "start_keep", map[string]any{"gpu_ids": "3", "job_id": "j"}, nil)
+		var re *RPCError
+		if !asRPC(err, &re) || re.Code != c.code || re.Message != c.msg {
+			t.Fatalf("%s: start_keep: %v; want %d %q", c.mode, err, c.code, c.msg)
+		}
+		code, _, body := ts.do("POST", "/api/sessions", `{"job_id":"j"}`, "Content-Type", "application/json")
+		if code != c.status || !strings.Contains(body, `{"error":{"message":`) {
+			t.Fatalf("%s: POST /api/sessions: HTTP %d %s; want %d", c.mode, code, body, c.status)
+		}
+		if l := ts.sessions.list(); len(l) != 0 {
+			t.Fatalf("%s: sessions left behind: %+v", c.mode, l)
+		}
 	}
 }
 
 // TestStopWhileStarting: a stop that comes before the holder holds waits
 // for it to exit.
 func TestStopWhileStarting(t *testing.T) {
-	ts := newTestServer(t, "slow")
+	ts := newTestServer(t, "slow", func(c *Config) { c.StartWait = time.Millisecond })
 	id := ts.start(nil)
 	if st := ts.status(id); st.State != StateStarting || st.HeldSince != nil {
 		t.Fatalf("status: %+v; want starting", st)
@@ -183,12 +202,17 @@ func TestGPUs(t *testing.T) {
 		t.Fatalf("annotate: %+v", a.GPUs[0].Processes)
 	}
 
+	// No NVML: the GPUs cannot be listed, which list_gpus answers with
+	// -32000, as KeepGPU does; GET /api/gpus, which the dashboard polls,
+	// says why in "error".
 	nonvml := newTestServer(t, "nonvml")
-	if err := nonvml.client.Call(context.Background(), "list_gpus", nil, &r); err != nil {
-		t.Fatal(err)
+	err := nonvml.client.Call(context.Background(), "list_gpus", nil, &r)
+	var re *RPCError
+	if !asRPC(err, &re) || re.Code != codeUnavailable || re.Message != "nvml: libnvidia-ml.so.1 not found" {
+		t.Fatalf("list_gpus without NVML: %v", err)
 	}
-	if len(r.GPUs) != 0 || r.Error != "nvml: libnvidia-ml.so.1 not found" {
-		t.Fatalf("list_gpus without NVML: %+v", r)
+	if code, _, body := nonvml.do("GET", "/api/gpus", ""); code != 200 || body != `{"gpus":[],"error":"nvml: libnvidia-ml.so.1 not found"}`+"\n" {
+		t.Fatalf("GET /api/gpus without NVML: HTTP %d %s", code, body)
 	}
 }
 

@@ -2,6 +2,7 @@ package service
 
 import (
 	"embed"
+	"fmt"
 	"io/fs"
 	"mime"
 	"net/http"
@@ -35,12 +36,12 @@ const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 func (s *Server) static(w http.ResponseWriter, r *http.Request) {
 	b, ok := webFiles[r.URL.Path]
 	if !ok {
-		http.NotFound(w, r)
+		writeError(w, http.StatusNotFound, "unknown endpoint: "+r.URL.Path)
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s (allowed: GET, HEAD)", r.Method, r.URL.Path))
 		return
 	}
 	name := r.URL.Path

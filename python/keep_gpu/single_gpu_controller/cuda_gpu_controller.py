@@ -1,0 +1,3 @@
+"""KeepGPU's import path for keepgpu.CudaGPUController."""
+
+from keepgpu import CudaGPUController  # noqa: F401

@@ -1,0 +1,3 @@
+with CudaGPUController(rank=0, interval=0.5):
+    dataset.process()
+model.train_start()

@@ -1,0 +1,5 @@
+ctrl = CudaGPUController(rank=0, interval=0.5)
+ctrl.keep()
+dataset.process()
+ctrl.release()
+model.train_start()
