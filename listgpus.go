@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -89,8 +90,11 @@ func (c *ListGPUsCmd) Run(io *stdio) error {
 }
 
 // fromService asks the user's running service for the GPUs; ok is false
-// when none runs (or --local), or when it answers for another platform
-// than the one --platform names: the list is then read here.
+// when none runs (or --local), when its holders see other visibility
+// variables (CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES, ...) than this
+// process, whose ids would then not be the ones --gpus takes here, or when
+// it answers for another platform than the one --platform names: the list
+// is then read here.
 func (c *ListGPUsCmd) fromService() (l inventory.List, ok bool, err error) {
 	if c.Local {
 		return l, false, nil
@@ -106,6 +110,9 @@ func (c *ListGPUsCmd) fromService() (l inventory.List, ok bool, err error) {
 	cl, err := service.Connect(context.Background(), t)
 	if err != nil {
 		return l, false, nil // none of the user's: read the GPUs here
+	}
+	if h, err := cl.Health(context.Background()); err != nil || !sameVisibility(h) {
+		return l, false, nil
 	}
 	if err := cl.Call(context.Background(), "list_gpus", nil, &l); err != nil {
 		return l, false, err
@@ -124,4 +131,20 @@ func (c *ListGPUsCmd) fromService() (l inventory.List, ok bool, err error) {
 		}
 	}
 	return l, true, nil
+}
+
+// sameVisibility reports whether the service's holders see the GPUs as
+// this process does: the same visibility variables, set or unset alike.
+func sameVisibility(h service.Health) bool {
+	if h.VisibleDevices == nil {
+		return false // a service that does not say
+	}
+	for _, k := range service.VisibilityVars {
+		mine, set := os.LookupEnv(k)
+		theirs, ok := h.VisibleDevices[k]
+		if set != ok || mine != theirs {
+			return false
+		}
+	}
+	return true
 }
