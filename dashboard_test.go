@@ -40,36 +40,8 @@ func chromiumPath() string {
 // tab is hidden. A screenshot is saved in $KEEPGPU_ARTIFACTS (default: the
 // test's temporary directory).
 func TestDashboard(t *testing.T) {
-	chromium := chromiumPath()
-	if chromium == "" {
-		msg := "chromium not found: install Debian's chromium package (apt-get install chromium) to run the dashboard test"
-		if os.Getenv("KEEPGPU_REQUIRE_CHROMIUM") != "" {
-			t.Fatal(msg) // CI: a skipped browser test must not pass unnoticed
-		}
-		t.Skip(msg)
-	}
+	bctx := newBrowser(t)
 	fs := newFakeService(t, 2, "1:util=na", "0:name=Fake H200")
-
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox, // root in CI
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
-	defer bcancel()
 
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
@@ -162,4 +134,58 @@ func TestDashboard(t *testing.T) {
 		chromedp.WaitNotPresent(chromedp.CSS(`#sessions tr[data-job="from-ui"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#no-sessions`)))
 	fs.waitFree(t)
+}
+
+// newBrowser starts a headless Chromium for t and returns its context;
+// it skips t where there is none (fails it under KEEPGPU_REQUIRE_CHROMIUM).
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	chromium := chromiumPath()
+	if chromium == "" {
+		msg := "chromium not found: install Debian's chromium package (apt-get install chromium) to run the dashboard test"
+		if os.Getenv("KEEPGPU_REQUIRE_CHROMIUM") != "" {
+			t.Fatal(msg) // CI: a skipped browser test must not pass unnoticed
+		}
+		t.Skip(msg)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox, // root in CI
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	t.Cleanup(func() { bcancel(); acancel(); cancel() })
+	return bctx
+}
+
+// TestDashboardVisibleIDs: a GPU card is numbered by the id gpu_ids take
+// in the service's view (after its CUDA_VISIBLE_DEVICES), and names
+// nvidia-smi's index where that differs; a GPU the service's holders
+// cannot select has no card.
+func TestDashboardVisibleIDs(t *testing.T) {
+	bctx := newBrowser(t)
+	t.Setenv("CUDA_VISIBLE_DEVICES", "1")
+	fs := newFakeService(t, 2)
+	card := func(id string) string { return `#gpus .card.gpu[data-id="` + id + `"]` }
+	if err := chromedp.Do(bctx, chromedp.Navigate(fs.http.URL+"/?token="+fs.token), chromedp.WaitVisible(chromedp.CSS(card("0")))); err != nil {
+		t.Fatal(err)
+	}
+	uuid0 := get(t, bctx, chromedp.Text(chromedp.CSS(card("0")+" .uuid")))
+	if want := fs.node.UUID(1) + " · nvidia-smi index 1"; uuid0 != want {
+		t.Errorf("GPU 0's card says %q; want %q", uuid0, want)
+	}
+	if n := get(t, bctx, chromedp.Evaluate[int](`document.querySelectorAll('#gpus .card.gpu').length`)); n != 1 {
+		t.Errorf("%d GPU cards; want 1", n)
+	}
 }
