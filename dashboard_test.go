@@ -34,41 +34,14 @@ func chromiumPath() string {
 
 // TestDashboard drives the dashboard in a real headless Chromium against
 // the service with real holders on a fake node: it loads with the token,
-// shows the fake GPUs (n/a where utilization is unknown), starts a session
+// shows the fake GPUs (n/a where utilization is unknown; ROCm's tagged
+// as such), starts a session
 // from the form, releases it with its button, and stops polling while the
 // tab is hidden. A screenshot is saved in $KEEPGPU_ARTIFACTS (default: the
 // test's temporary directory).
 func TestDashboard(t *testing.T) {
-	chromium := chromiumPath()
-	if chromium == "" {
-		msg := "chromium not found: install Debian's chromium package (apt-get install chromium) to run the dashboard test"
-		if os.Getenv("KEEPGPU_REQUIRE_CHROMIUM") != "" {
-			t.Fatal(msg) // CI: a skipped browser test must not pass unnoticed
-		}
-		t.Skip(msg)
-	}
+	bctx := newBrowser(t)
 	fs := newFakeService(t, 2, "1:util=na", "0:name=Fake H200")
-
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox, // root in CI
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
-	defer bcancel()
 
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
@@ -95,8 +68,11 @@ func TestDashboard(t *testing.T) {
 	util0 := get(t, bctx, chromedp.Text(chromedp.CSS(card("0")+" .util")))
 	util1 := get(t, bctx, chromedp.Text(chromedp.CSS(card("1")+" .util")))
 	uuid1 := get(t, bctx, chromedp.Text(chromedp.CSS(card("1")+" .uuid")))
-	if util1 != "n/a" || !strings.HasSuffix(util0, "%") || !strings.Contains(name0, "GPU 0 · Fake H200") || uuid1 != fs.node.UUID(1) {
+	if util1 != "n/a" || !strings.HasSuffix(util0, "%") || !strings.Contains(name0, "GPU 0 · Fake H200") || uuid1 != fakeUUID(fs.node, 1) {
 		t.Fatalf("GPU cards: gpu 0 %q %q, gpu 1 %q %q", name0, util0, uuid1, util1)
+	}
+	if strings.Contains(name0, "ROCm") != (fakePlatform == "rocm") {
+		t.Fatalf("GPU card title %q on a %s node", name0, fakePlatform)
 	}
 
 	// Start a session from the form.
@@ -107,7 +83,7 @@ func TestDashboard(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#start")),
 		chromedp.WaitVisible(chromedp.CSS(`#sessions tr[data-job="from-ui"][data-state="active"]`)))
 	procs, err := fs.node.Procs(1)
-	if err != nil || len(procs) != 1 || procs[0].Bytes != 3<<30 || !procs[0].Alive {
+	if err != nil || len(procs) != 1 || procs[0].Bytes != 3<<30+fakeExtraBytes() || !procs[0].Alive {
 		t.Fatalf("gpu 1 after the start: %+v %v", procs, err)
 	}
 	if msg := get(t, bctx, chromedp.Text(chromedp.CSS("#start-msg"))); msg != "started from-ui" {
@@ -158,4 +134,58 @@ func TestDashboard(t *testing.T) {
 		chromedp.WaitNotPresent(chromedp.CSS(`#sessions tr[data-job="from-ui"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#no-sessions`)))
 	fs.waitFree(t)
+}
+
+// newBrowser starts a headless Chromium for t and returns its context;
+// it skips t where there is none (fails it under KEEPGPU_REQUIRE_CHROMIUM).
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	chromium := chromiumPath()
+	if chromium == "" {
+		msg := "chromium not found: install Debian's chromium package (apt-get install chromium) to run the dashboard test"
+		if os.Getenv("KEEPGPU_REQUIRE_CHROMIUM") != "" {
+			t.Fatal(msg) // CI: a skipped browser test must not pass unnoticed
+		}
+		t.Skip(msg)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox, // root in CI
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	t.Cleanup(func() { bcancel(); acancel(); cancel() })
+	return bctx
+}
+
+// TestDashboardVisibleIDs: a GPU card is numbered by the id gpu_ids take
+// in the service's view (after its CUDA_VISIBLE_DEVICES), and names
+// nvidia-smi's index where that differs; a GPU the service's holders
+// cannot select has no card.
+func TestDashboardVisibleIDs(t *testing.T) {
+	bctx := newBrowser(t)
+	t.Setenv("CUDA_VISIBLE_DEVICES", "1")
+	fs := newFakeService(t, 2)
+	card := func(id string) string { return `#gpus .card.gpu[data-id="` + id + `"]` }
+	if err := chromedp.Do(bctx, chromedp.Navigate(fs.http.URL+"/?token="+fs.token), chromedp.WaitVisible(chromedp.CSS(card("0")))); err != nil {
+		t.Fatal(err)
+	}
+	uuid0 := get(t, bctx, chromedp.Text(chromedp.CSS(card("0")+" .uuid")))
+	if want := fs.node.UUID(1) + " · nvidia-smi index 1"; uuid0 != want {
+		t.Errorf("GPU 0's card says %q; want %q", uuid0, want)
+	}
+	if n := get(t, bctx, chromedp.Evaluate[int](`document.querySelectorAll('#gpus .card.gpu').length`)); n != 1 {
+		t.Errorf("%d GPU cards; want 1", n)
+	}
 }

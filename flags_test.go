@@ -42,10 +42,17 @@ func TestKeepFlags(t *testing.T) {
 		{name: "bad interval", args: []string{"hold", "--interval", "soon"}, err: "want a duration"},
 		{name: "bad env", args: []string{"hold"}, env: map[string]string{"KEEPGPU_UTIL": "lots"}, err: "KEEPGPU_UTIL"},
 		{name: "bad log format", args: []string{"hold", "--log-format", "xml"}, err: "log-format"},
+		{name: "platform default", args: []string{"hold"}, want: func(f KeepFlags) bool { return f.Platform == keeper.PlatformAuto }},
+		{name: "KeepGPU's platform variable", args: []string{"hold"}, env: map[string]string{"KEEP_GPU_PLATFORM": "ROCm"}, want: func(f KeepFlags) bool { return f.Platform == keeper.PlatformROCm }},
+		{name: "keepgpu's platform variable first", args: []string{"hold"}, env: map[string]string{"KEEPGPU_PLATFORM": "cuda", "KEEP_GPU_PLATFORM": "rocm"}, want: func(f KeepFlags) bool { return f.Platform == keeper.PlatformCUDA }},
+		{name: "platform flag beats env", args: []string{"wrap", "--platform", "cuda", "--", "true"}, env: map[string]string{"KEEP_GPU_PLATFORM": "rocm"}, want: func(f KeepFlags) bool { return f.Platform == keeper.PlatformCUDA }},
+		{name: "empty platform variable", args: []string{"hold"}, env: map[string]string{"KEEP_GPU_PLATFORM": ""}, want: func(f KeepFlags) bool { return f.Platform == keeper.PlatformAuto }},
+		{name: "bad platform variable", args: []string{"hold"}, env: map[string]string{"KEEP_GPU_PLATFORM": "metal"}, err: `KEEP_GPU_PLATFORM="metal"`},
+		{name: "bad platform", args: []string{"hold", "--platform", "mps"}, err: `platform "mps": keepgpu holds NVIDIA (cuda) and AMD (rocm) GPUs`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, k := range []string{"KEEPGPU_VRAM", "KEEPGPU_GPUS", "KEEPGPU_UTIL", "KEEPGPU_BUSY_THRESHOLD", "KEEPGPU_INTERVAL"} {
+			for _, k := range []string{"KEEPGPU_VRAM", "KEEPGPU_GPUS", "KEEPGPU_UTIL", "KEEPGPU_BUSY_THRESHOLD", "KEEPGPU_INTERVAL", "KEEPGPU_PLATFORM", "KEEP_GPU_PLATFORM"} {
 				t.Setenv(k, tt.env[k])
 			}
 			unsetEmpty()
@@ -123,15 +130,16 @@ func TestHolderArgs(t *testing.T) {
 		name string
 		spec holder.Spec
 	}{
-		{"defaults", holder.Spec{GPUs: keeper.GPUs{All: true}, VRAM: vram("1GiB"), Util: 30, BusyThreshold: 25, Interval: 2 * time.Second}},
-		{"everything", holder.Spec{GPUs: gpus, VRAM: vram("75%"), Util: 0, BusyThreshold: -1, Interval: 1500 * time.Millisecond, AllowPartial: true, TreeOf: 4242}},
-		{"max", holder.Spec{GPUs: keeper.GPUs{All: true}, VRAM: vram("max"), Util: 100, BusyThreshold: 100, Interval: 24 * time.Hour}},
-		{"bytes", holder.Spec{GPUs: keeper.GPUs{All: true}, VRAM: vram("123456789"), Util: 1, BusyThreshold: 0, Interval: 10 * time.Millisecond}},
+		{"defaults", holder.Spec{GPUs: keeper.GPUs{All: true}, VRAM: vram("1GiB"), Util: 30, BusyThreshold: 25, Interval: 2 * time.Second, Platform: keeper.PlatformAuto}},
+		{"everything", holder.Spec{GPUs: gpus, VRAM: vram("75%"), Util: 0, BusyThreshold: -1, Interval: 1500 * time.Millisecond, AllowPartial: true, TreeOf: 4242, Platform: keeper.PlatformROCm}},
+		{"max", holder.Spec{GPUs: keeper.GPUs{All: true}, VRAM: vram("max"), Util: 100, BusyThreshold: 100, Interval: 24 * time.Hour, Platform: keeper.PlatformCUDA}},
+		{"bytes", holder.Spec{GPUs: keeper.GPUs{All: true}, VRAM: vram("123456789"), Util: 1, BusyThreshold: 0, Interval: 10 * time.Millisecond, Platform: keeper.PlatformAuto}},
 	}
 	t.Setenv("KEEPGPU_VRAM", "3GiB")
 	t.Setenv("KEEPGPU_ALLOW_PARTIAL", "true")
 	t.Setenv("KEEPGPU_THRESHOLD", "50")
 	t.Setenv("KEEPGPU_GPUS", "7")
+	t.Setenv("KEEPGPU_PLATFORM", "rocm")
 	kept := map[string]bool{}
 	for _, kv := range holder.Env(os.Environ()) {
 		kept[kv] = true

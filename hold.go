@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -51,6 +52,7 @@ func supervisedHold(spec holder.Spec) *HoldCmd {
 			BusyThreshold: spec.BusyThreshold,
 			Interval:      keeper.Interval(spec.Interval),
 			AllowPartial:  spec.AllowPartial,
+			Platform:      cmp.Or(spec.Platform, keeper.PlatformAuto),
 			LogFormat:     "text",
 		},
 		Poll:       keeper.Period(200 * time.Millisecond),

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -114,9 +115,9 @@ func status(err error, stderr io.Writer) int {
 // needs no parser: `keepgpu version`; `keepgpu relay`, wrap's output
 // relay; and the holder a supervisor starts, whose command line
 // holder.Spec.Args wrote and holder.ParseArgs reads, in an environment
-// without KEEPGPU_* settings (holder.Env). It returns nil for anything
-// else, which kong parses; kong would run these the same way
-// (TestDirect).
+// that sets none of hold's flags (holder.Env leaves no KEEPGPU_*
+// variable). It returns nil for anything else, which kong parses; kong
+// would run these the same way (TestDirect).
 func direct(args []string, io *stdio) func() error {
 	if len(args) == 1 {
 		switch args[0] {
@@ -126,17 +127,33 @@ func direct(args []string, io *stdio) func() error {
 			return (&RelayCmd{}).Run
 		}
 	}
-	if spec, ok := holder.ParseArgs(args); ok && !keepgpuEnv() {
+	if spec, ok := holder.ParseArgs(args); ok && !holdEnv() {
 		c := supervisedHold(spec)
 		return func() error { return c.Run(io, nil) } // a supervised holder reads no kong context
 	}
 	return nil
 }
 
-// keepgpuEnv reports whether a KEEPGPU_* variable is set.
-func keepgpuEnv() bool {
+// holdEnv reports whether a variable that kong reads for one of hold's
+// flags is set: KEEPGPU_*, or one that a flag's env tag names
+// (KEEP_GPU_PLATFORM).
+func holdEnv() bool {
+	var tagged []string
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if f.Anonymous && f.Type.Kind() == reflect.Struct {
+				walk(f.Type)
+			} else if env := f.Tag.Get("env"); env != "" && env != "-" {
+				tagged = append(tagged, strings.Split(env, ",")...)
+			}
+		}
+	}
+	walk(reflect.TypeFor[HoldCmd]())
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "KEEPGPU_") {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "KEEPGPU_") || slices.Contains(tagged, k) {
 			return true
 		}
 	}
@@ -151,15 +168,16 @@ func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
 
-// unsetEmpty drops empty KEEPGPU_* variables: an `export KEEPGPU_VRAM=` in
-// a batch script means "not set", not "set to nothing".
+// unsetEmpty drops empty KEEPGPU_* variables (and KeepGPU's
+// KEEP_GPU_PLATFORM): an `export KEEPGPU_VRAM=` in a batch script means
+// "not set", not "set to nothing".
 //
 // Inside keepgpu wrap (KEEPGPU_PID is set), the KEEPGPU_READY_FILE, _FIFO and
 // _MARKER that wrap gave its command describe that wrap, not settings for a
 // keepgpu the command runs in turn: they are dropped too.
 func unsetEmpty() {
 	for _, kv := range os.Environ() {
-		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "KEEPGPU_") && v == "" {
+		if k, v, _ := strings.Cut(kv, "="); (strings.HasPrefix(k, "KEEPGPU_") || k == "KEEP_GPU_PLATFORM") && v == "" {
 			os.Unsetenv(k)
 		}
 	}

@@ -74,17 +74,34 @@ func sigsMain() {
 // TestScripts runs testdata/script/*.txtar: the real binary, real child
 // processes and signals, and the fake driver libraries in place of a GPU.
 // Each script starts with FAKEGPU_DIR naming an empty node (no GPU) and
-// LD_LIBRARY_PATH holding the fake libcuda.so.1 and libnvidia-ml.so.1.
+// LD_LIBRARY_PATH holding the fake libcuda.so.1 and libnvidia-ml.so.1
+// (FAKEGPU_LIB, also FAKEGPU_CUDA_LIB; FAKEGPU_ROCM_LIB holds the fake HIP
+// runtime and ROCm SMI). TestScriptsROCm runs many again on an AMD node.
 func TestScripts(t *testing.T) {
-	libDir := t.TempDir()
-	if err := fakegpu.Build(libDir); err != nil {
-		t.Fatal(err)
+	testscript.Run(t, scriptParams(buildFakes(t), "cuda", "testdata/script", nil))
+}
+
+// scriptParams are the testscript settings of TestScripts and
+// TestScriptsROCm: the scripts in dir (or files), on a node whose fake
+// libraries are in libs, for platform (cuda or rocm: the scripts'
+// KEEPGPU_TEST_PLATFORM, [cuda] and [rocm] conditions, and the libraries
+// on LD_LIBRARY_PATH).
+func scriptParams(libs fakeLibs, platform, dir string, files []string) testscript.Params {
+	libDir := libs.cuda
+	if platform == "rocm" {
+		libDir = libs.rocm
 	}
-	testscript.Run(t, testscript.Params{
-		Dir: "testdata/script",
+	return testscript.Params{
+		Dir:       dir,
+		Files:     files,
+		Condition: func(cond string) (bool, error) { return platformCondition(platform, cond) },
 		Setup: func(env *testscript.Env) error {
+			env.Setenv("KEEPGPU_TEST_PLATFORM", platform)
+			setUUIDs(env, platform)
 			env.Setenv("FAKEGPU_DIR", filepath.Join(env.WorkDir, "node"))
 			env.Setenv("FAKEGPU_LIB", libDir)
+			env.Setenv("FAKEGPU_CUDA_LIB", libs.cuda)
+			env.Setenv("FAKEGPU_ROCM_LIB", libs.rocm)
 			env.Setenv("LD_LIBRARY_PATH", libDir)
 			// Short socket paths: a Unix socket path has at most 107 bytes.
 			tmp, err := os.MkdirTemp("", "kg")
@@ -111,7 +128,7 @@ func TestScripts(t *testing.T) {
 			"waitfile":    cmdWaitfile,
 			"waitline":    cmdWaitline,
 		},
-	})
+	}
 }
 
 const waitLimit = 30 * time.Second // only a guard against a hang: conditions normally hold within milliseconds
@@ -231,6 +248,7 @@ func cmdHeld(ts *testscript.TestScript, neg bool, args []string) {
 	gpu := gpuArg(ts, args[0])
 	size, err := keeper.ParseVRAM(args[1])
 	ts.Check(err)
+	size.Bytes += platformExtraBytes(ts)
 	poll(ts, "held "+args[0]+" "+args[1], func() (bool, string) {
 		procs := ours(ts, gpu)
 		for _, p := range procs {

@@ -220,11 +220,17 @@ func (c *StartCmd) Run(io *stdio) error {
 		fmt.Fprintf(io.out, "Auto-started the keepgpu service at %s (log: %s)\n", cl.URL(), service.LogPath(t.Dir, t.Port))
 	}
 	if h, err := cl.Health(ctx); err == nil {
-		mine, set := os.LookupEnv("CUDA_VISIBLE_DEVICES")
-		theirs := h.CUDAVisibleDevices
-		if set != (theirs != nil) || set && mine != *theirs {
-			fmt.Fprintf(io.err, "keepgpu: warning: the service's holders see CUDA_VISIBLE_DEVICES=%s, not yours (%s): GPU ordinals refer to its view; UUIDs are safer\n",
-				showEnv(theirs), showEnv(envPtr(mine, set)))
+		for _, k := range service.VisibilityVars {
+			mine, set := os.LookupEnv(k)
+			theirs := h.CUDAVisibleDevices
+			if k != "CUDA_VISIBLE_DEVICES" || h.VisibleDevices != nil {
+				v, ok := h.VisibleDevices[k]
+				theirs = envPtr(v, ok)
+			}
+			if set != (theirs != nil) || set && mine != *theirs {
+				fmt.Fprintf(io.err, "keepgpu: warning: the service's holders see %s=%s, not yours (%s): GPU ordinals refer to its view; UUIDs are safer\n",
+					k, showEnv(theirs), showEnv(envPtr(mine, set)))
+			}
 		}
 	}
 

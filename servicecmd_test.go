@@ -39,7 +39,11 @@ type fakeService struct {
 
 func newFakeService(t testing.TB, gpus int, set ...string) *fakeService {
 	t.Helper()
-	node, err := fakegpu.NewNode(filepath.Join(t.TempDir(), "node"), filepath.Join(t.TempDir(), "lib"), gpus)
+	newNode := fakegpu.NewNode
+	if fakePlatform == "rocm" {
+		newNode = fakegpu.NewROCmNode
+	}
+	node, err := newNode(filepath.Join(t.TempDir(), "node"), filepath.Join(t.TempDir(), "lib"), gpus)
 	if err != nil {
 		t.Fatal(err)
 	}

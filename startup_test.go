@@ -33,6 +33,10 @@ func clearKeepgpuEnv(t *testing.T) {
 // kong would read), is left to kong.
 func TestDirect(t *testing.T) {
 	clearKeepgpuEnv(t)
+	if v, ok := os.LookupEnv("KEEP_GPU_PLATFORM"); ok {
+		t.Setenv("KEEP_GPU_PLATFORM", v) // restored after the test
+		os.Unsetenv("KEEP_GPU_PLATFORM")
+	}
 	gpus, err := keeper.ParseGPUs("GPU-abc,2")
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +52,8 @@ func TestDirect(t *testing.T) {
 		{GPUs: keeper.GPUs{All: true}, VRAM: vram("1GiB"), Util: 30, BusyThreshold: 25, Interval: 2 * time.Second},
 		{GPUs: gpus, VRAM: vram("75%"), Util: 0, BusyThreshold: -1, Interval: 1500 * time.Millisecond, AllowPartial: true, TreeOf: 4242},
 		{GPUs: keeper.GPUs{All: true}, VRAM: vram("max"), Util: 100, BusyThreshold: 100, Interval: 24 * time.Hour, TreeOf: 9},
+		{GPUs: gpus, VRAM: vram("1GiB"), Util: 30, BusyThreshold: 25, Interval: time.Second, Platform: keeper.PlatformROCm, TreeOf: 5},
+		{GPUs: keeper.GPUs{All: true}, VRAM: vram("1GiB"), Util: 30, BusyThreshold: 25, Interval: time.Second, Platform: keeper.PlatformCUDA, AllowPartial: true},
 	}
 	std := &stdio{out: &bytes.Buffer{}, err: &bytes.Buffer{}}
 	for i, spec := range specs {
@@ -68,9 +74,13 @@ func TestDirect(t *testing.T) {
 			if fast := supervisedHold(got); !reflect.DeepEqual(*fast, cli.Hold) {
 				t.Errorf("%q: without kong %+v\nkong            %+v", args, *fast, cli.Hold)
 			}
-			t.Setenv("KEEPGPU_QUIET", "true")
-			if direct(args, std) != nil {
-				t.Errorf("direct(%q) with KEEPGPU_QUIET set is not nil", args)
+			for _, kv := range [][2]string{{"KEEPGPU_QUIET", "true"}, {"KEEP_GPU_PLATFORM", "rocm"}} {
+				t.Run(kv[0], func(t *testing.T) {
+					t.Setenv(kv[0], kv[1])
+					if direct(args, std) != nil {
+						t.Errorf("direct(%q) with %s set is not nil", args, kv[0])
+					}
+				})
 			}
 		})
 	}

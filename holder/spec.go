@@ -21,6 +21,9 @@ type Spec struct {
 	BusyThreshold int           // utilization not ours above which the kernel pauses; -1 never
 	Interval      time.Duration // how often telemetry is read
 	AllowPartial  bool          // keep the GPUs that started when others fail
+	// Platform is whose GPUs to hold; "" leaves it to KEEP_GPU_PLATFORM in
+	// the holder's environment, or auto.
+	Platform keeper.Platform
 	// TreeOf, when above 0, is the root of the wrapped command's process
 	// tree: its processes are never foreign, and their use of a held GPU
 	// releases it.
@@ -35,6 +38,7 @@ func (s Spec) options() keeper.Options {
 		BusyThreshold: s.BusyThreshold,
 		Interval:      s.Interval,
 		AllowPartial:  s.AllowPartial,
+		Platform:      s.Platform,
 	}
 }
 
@@ -46,6 +50,9 @@ func (s Spec) Args() []string {
 		"--gpus", s.GPUs.String(), "--vram", s.VRAM.String(),
 		"--util", strconv.Itoa(s.Util), "--busy-threshold", strconv.Itoa(s.BusyThreshold),
 		"--interval", s.Interval.String()}
+	if s.Platform != "" { // unset: the holder reads KEEP_GPU_PLATFORM, or takes auto
+		args = append(args, "--platform", s.Platform.String())
+	}
 	if s.AllowPartial {
 		args = append(args, "--allow-partial")
 	}
@@ -87,6 +94,12 @@ func ParseArgs(args []string) (s Spec, ok bool) {
 	}
 	s.Interval = time.Duration(iv)
 	rest := args[fixed:]
+	if len(rest) >= 2 && rest[0] == "--platform" {
+		if s.Platform, err = keeper.ParsePlatform(rest[1]); err != nil || string(s.Platform) != rest[1] {
+			return Spec{}, false
+		}
+		rest = rest[2:]
+	}
 	if len(rest) > 0 && rest[0] == "--allow-partial" {
 		s.AllowPartial, rest = true, rest[1:]
 	}

@@ -89,6 +89,8 @@ func TestParseArgs(t *testing.T) {
 		"everything": {GPUs: gpus, VRAM: mustVRAM(t, "50%"), Util: 0, BusyThreshold: -1, Interval: 500 * time.Millisecond, AllowPartial: true, TreeOf: 4242},
 		"tree only":  {GPUs: gpus, VRAM: mustVRAM(t, "max"), Util: 100, BusyThreshold: 100, Interval: 24 * time.Hour, TreeOf: 1},
 		"partial":    {GPUs: keeper.GPUs{All: true}, VRAM: mustVRAM(t, "123456789"), Util: 1, BusyThreshold: 0, Interval: 10 * time.Millisecond, AllowPartial: true},
+		"platform":   {GPUs: gpus, VRAM: mustVRAM(t, "2GiB"), Util: 30, BusyThreshold: 25, Interval: time.Second, Platform: keeper.PlatformROCm, AllowPartial: true, TreeOf: 3},
+		"auto":       {GPUs: keeper.GPUs{All: true}, VRAM: mustVRAM(t, "1GiB"), Util: 30, BusyThreshold: 25, Interval: time.Second, Platform: keeper.PlatformAuto},
 	}
 	for name, spec := range specs {
 		t.Run(name, func(t *testing.T) {
@@ -123,6 +125,10 @@ func TestParseArgs(t *testing.T) {
 		"bad interval":       with(11, "soon"),
 		"interval too short": with(11, "1ms"),
 		"other command":      with(0, "wrap"),
+		"platform upper":     append(slices.Clone(base), "--platform", "ROCM"),
+		"platform unknown":   append(slices.Clone(base), "--platform", "cpu"),
+		"platform no value":  append(slices.Clone(base), "--platform"),
+		"platform after":     append(slices.Clone(base), "--allow-partial", "--platform", "cuda"),
 	}
 	for name, args := range refused {
 		t.Run("refused/"+name, func(t *testing.T) {

@@ -15,23 +15,17 @@ import (
 // library, no device, or a driver that failed to initialise.
 var ErrNoGPU = errors.New("holding nothing")
 
-// Hold loads the CUDA driver, picks the GPUs sel names, opens NVML for
-// telemetry (holding without it if it is unavailable, and saying so) and
+// Hold loads the runtime of opt.Platform (see LoadDriver), picks the GPUs
+// sel names among those it shows, opens the platform's telemetry (NVML, or
+// ROCm SMI; holding without it if it is unavailable, and saying so) and
 // starts a Group on them. Errors that mean "nothing to hold here" wrap
-// ErrNoGPU. Releasing the group also shuts NVML down.
+// ErrNoGPU. Releasing the group also shuts the telemetry down.
 func Hold(ctx context.Context, sel GPUs, opt Options) (*Group, error) {
-	d, err := cuda.Load()
+	d, err := LoadDriver(opt.Platform)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoGPU, err)
 	}
-	devs, err := d.Devices()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNoGPU, err)
-	}
-	if len(devs) == 0 {
-		return nil, fmt.Errorf("%w: the driver shows no GPU to this process", ErrNoGPU)
-	}
-	picked, err := sel.Pick(devs)
+	picked, err := sel.pick(d.GPUs, d.visibleVars())
 	if err != nil {
 		return nil, err
 	}
@@ -39,13 +33,14 @@ func Hold(ctx context.Context, sel GPUs, opt Options) (*Group, error) {
 	if emit == nil {
 		emit = func(Event) {}
 	}
-	nv, err := nvml.Open()
+	opt.telemetryName = d.TelemetryName()
+	tel, err := d.OpenTelemetry()
 	if err != nil {
 		emit(Event{Time: time.Now(), Kind: "warning", GPU: -1, Reason: "telemetry unknown, holding without backoff: " + err.Error()})
 	} else {
-		opt.Telemetry = nv
+		opt.Telemetry = tel
 		for _, g := range picked {
-			s, err := nv.Sample(g.UUID)
+			s, err := tel.Sample(g.UUID)
 			if err == nil && s.ModeErr == nil && s.ComputeMode == nvml.ComputeExclusiveProcess {
 				emit(Event{Time: time.Now(), Kind: "warning", GPU: g.Ordinal, UUID: g.UUID, Name: g.Name,
 					Reason: "exclusive-process compute mode: no other process can create a context while keepgpu holds this GPU; give the command a ready signal before it starts CUDA"})
@@ -57,8 +52,8 @@ func Hold(ctx context.Context, sel GPUs, opt Options) (*Group, error) {
 		unmapped []cuda.DeviceInfo // no stop word in host memory: slices
 	)
 	g, err := Start(ctx, picked, func(info cuda.DeviceInfo) (Device, error) {
-		c, err := d.NewContext(info.Ordinal)
-		if err == nil && !c.StopMapped() {
+		c, err := d.Open(info)
+		if m, ok := c.(interface{ StopMapped() bool }); err == nil && ok && !m.StopMapped() {
 			mu.Lock()
 			unmapped = append(unmapped, info)
 			mu.Unlock()
@@ -66,13 +61,13 @@ func Hold(ctx context.Context, sel GPUs, opt Options) (*Group, error) {
 		return c, err
 	}, opt)
 	if err != nil {
-		if nv != nil {
-			nv.Close()
+		if tel != nil {
+			tel.Close()
 		}
 		return nil, err
 	}
-	if nv != nil {
-		g.onRelease = func() { nv.Close() }
+	if tel != nil {
+		g.onRelease = func() { tel.Close() }
 	}
 	for _, info := range unmapped {
 		g.emit(Event{Time: time.Now(), Kind: "warning", GPU: info.Ordinal, UUID: info.UUID, Name: info.Name,

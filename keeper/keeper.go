@@ -71,6 +71,10 @@ type Options struct {
 	// Events receives every state change, from several goroutines, one call
 	// at a time. Nil drops them.
 	Events func(Event)
+	// Platform is the GPUs' vendor Hold loads the runtime of.
+	Platform Platform
+
+	telemetryName string // NVML or ROCm SMI; "" reads as NVML
 }
 
 // Event is one change in a group's state.
@@ -228,7 +232,11 @@ func (k *keeper) ownShare() int {
 func (k *keeper) check() {
 	own := k.ownShare()
 	if k.opt.Telemetry == nil {
-		k.setTelemetry("unknown: NVML unavailable", nil)
+		name := k.opt.telemetryName
+		if name == "" {
+			name = "NVML"
+		}
+		k.setTelemetry("unknown: "+name+" unavailable", nil)
 		return
 	}
 	s, err := k.opt.Telemetry.Sample(k.info.UUID)

@@ -110,13 +110,18 @@ func (g GPUs) String() string {
 // Pick returns the selected devices in the order given. An ordinal or UUID
 // that matches no visible GPU is an error naming what the driver shows.
 func (g GPUs) Pick(devs []cuda.DeviceInfo) ([]cuda.DeviceInfo, error) {
+	return g.pick(devs, "CUDA_VISIBLE_DEVICES")
+}
+
+// pick is Pick where the GPUs are numbered after the variables vars.
+func (g GPUs) pick(devs []cuda.DeviceInfo, vars string) ([]cuda.DeviceInfo, error) {
 	if g.All || len(g.Entries) == 0 {
 		return devs, nil
 	}
 	var out []cuda.DeviceInfo
 	seen := map[int]bool{}
 	for _, e := range g.Entries {
-		d, err := pickOne(e, devs)
+		d, err := pickOne(e, devs, vars)
 		if err != nil {
 			return nil, err
 		}
@@ -129,11 +134,11 @@ func (g GPUs) Pick(devs []cuda.DeviceInfo) ([]cuda.DeviceInfo, error) {
 	return out, nil
 }
 
-func pickOne(e string, devs []cuda.DeviceInfo) (cuda.DeviceInfo, error) {
+func pickOne(e string, devs []cuda.DeviceInfo, vars string) (cuda.DeviceInfo, error) {
 	if !isUUID(e) {
 		n, _ := strconv.Atoi(e)
 		if n >= len(devs) {
-			return cuda.DeviceInfo{}, fmt.Errorf("gpu %d: no such GPU; this process sees %d (ordinals 0..%d, after CUDA_VISIBLE_DEVICES)", n, len(devs), len(devs)-1)
+			return cuda.DeviceInfo{}, fmt.Errorf("gpu %d: no such GPU; this process sees %d (ordinals 0..%d, after %s)", n, len(devs), len(devs)-1, vars)
 		}
 		return devs[n], nil
 	}

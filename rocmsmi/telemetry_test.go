@@ -7,11 +7,7 @@ import (
 	"testing"
 
 	"github.com/keepgpu/keepgpu/hip"
-	"github.com/keepgpu/keepgpu/keeper"
 )
-
-// A Telemetry is what keeper reads GPUs with.
-var _ keeper.Telemetry = (*Telemetry)(nil)
 
 // TestTelemetry reads, in keeper's shape, the GPUs a process that sees
 // only some of the node's (ROCR_VISIBLE_DEVICES=2,1) would have from HIP.

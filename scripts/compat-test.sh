@@ -411,8 +411,8 @@ if wanted nvidia; then
 				fail "nvidia: no amd64 binary to run"
 			else
 				nenv=(env -u FAKEGPU_DIR LD_LIBRARY_PATH="$lib")
-				expect "nvidia: list-gpus: nvmlInit: Driver Not Loaded, exit status 1" 1 \
-					'^keepgpu: error: nvmlInit(_v2)?: Driver Not Loaded' "${nenv[@]}" "$k" list-gpus
+				expect "nvidia: list-gpus: no GPU, cuInit: CUDA_ERROR_NO_DEVICE (100), exit status 0" 0 \
+					'^no GPU: cuInit: CUDA_ERROR_NO_DEVICE \(100\)$' "${nenv[@]}" "$k" list-gpus
 				expect "nvidia: hold: cuInit: CUDA_ERROR_NO_DEVICE (100), exit status 1" 1 \
 					'^keepgpu: holding nothing: cuInit: CUDA_ERROR_NO_DEVICE \(100\)$' "${nenv[@]}" "$k" hold
 				expect "nvidia: wrap -- sh -c 'sleep 1; exit 5': the command runs, exit status 5, cuInit's answer shown" 5 \

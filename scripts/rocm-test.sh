@@ -14,6 +14,11 @@
 #   rocm-smi keepgpu's ROCm SMI loader finds every entry point it needs;
 #            rsmi_init fails cleanly, and what ROCm SMI writes to standard
 #            error is kept off it
+#   cli      the keepgpu binary (CGO_ENABLED=0) with these libraries alone:
+#            list-gpus and hold say plainly that there is no AMD GPU
+#            (hipErrorNoDevice), wrap runs the command (and --require-gpu
+#            refuses to), nothing crashes, and every line on standard error
+#            is keepgpu's own
 #
 #   scripts/rocm-test.sh [--keep]
 #
@@ -27,7 +32,7 @@ keep=0
 case ${1:-} in
 --keep) keep=1 ;;
 -h | --help)
-	sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
 "") ;;
@@ -119,5 +124,40 @@ declare -A what=(
 )
 realtest hip ./hip/
 realtest rocm-smi ./rocmsmi/
+
+# 5. cli: the keepgpu binary, as a user on an AMD node without a GPU runs
+# it. kg RC REGEX DESC ARGS...: runs keepgpu ARGS with the unpacked
+# libraries alone on the search path; passes when it exits RC, its
+# standard output and error together match REGEX, no line of its standard
+# error is someone else's, and it did not crash.
+if ! out=$(CGO_ENABLED=0 go build -o "$W/keepgpu" . 2>&1); then
+	fail "cli: CGO_ENABLED=0 go build" "$out"
+else
+	kg() {
+		local want=$1 re=$2 desc=$3 rc=0 out err
+		shift 3
+		out=$(cd "$W" && env -u FAKEGPU_DIR -u ROCR_VISIBLE_DEVICES -u HIP_VISIBLE_DEVICES -u CUDA_VISIBLE_DEVICES \
+			-u KEEPGPU_PLATFORM -u KEEP_GPU_PLATFORM XDG_RUNTIME_DIR="$W" LD_LIBRARY_PATH="$libpath" \
+			timeout 60 "$W/keepgpu" "$@" 2>"$W/stderr") || rc=$?
+		err=$(cat "$W/stderr")
+		if [ "$rc" = "$want" ] && grep -Eq -- "$re" <<<"$out"$'\n'"$err" &&
+			! grep -Evq '^keepgpu: ' <<<"${err:-keepgpu: }" && ! grep -Eq 'panic|SIGSEGV|core dumped' <<<"$err"; then
+			pass "cli: $desc"
+			note "cli: keepgpu $*: $(head -c 300 <<<"${err:-$out}")"
+		else
+			fail "cli: $desc (keepgpu $*: exit status $rc, want $want)" "stdout: $out" "stderr: $err"
+		fi
+	}
+	kg 0 '^no GPU: no AMD GPU: hipGetDeviceCount: hipErrorNoDevice' \
+		"list-gpus lists no GPU and says the runtime's hipErrorNoDevice" list-gpus
+	kg 0 '"note": "no AMD GPU: hipGetDeviceCount: hipErrorNoDevice' \
+		"list-gpus --json --platform rocm: an empty list, and why" list-gpus --json --platform rocm
+	kg 1 '^keepgpu: holding nothing: no AMD GPU: hipGetDeviceCount: hipErrorNoDevice' \
+		"hold fails with hipErrorNoDevice" hold
+	kg 0 '^ran$' "wrap runs the command, with one warning" wrap -- sh -c 'sleep 0.5; echo ran'
+	kg 125 '^keepgpu: --require-gpu: holding nothing: no AMD GPU: .*hipErrorNoDevice' \
+		"wrap --require-gpu refuses to start the command" wrap --require-gpu -- echo ran
+	kg 1 '^keepgpu: holding nothing: libcuda.so.1 not found' "hold --platform cuda names the missing NVIDIA driver" hold --platform cuda
+fi
 
 summary

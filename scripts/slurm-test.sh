@@ -629,6 +629,24 @@ t_two_jobs() {
 	until_true 5 "the fake GPUs to be free" all_free
 }
 
+# In a --gres=gpu:1 job, list-gpus shows the job's GPU alone, as id 0 (the
+# ordinal --gpus takes), with its number on the node as physical_id.
+t_list_gpus() {
+	local a b job g n seen=""
+	a=$(submit --gres=gpu:1 --wrap 'echo "gpus=$SLURM_JOB_GPUS"; keepgpu list-gpus --json; sleep 3')
+	b=$(submit --gres=gpu:1 --wrap 'echo "gpus=$SLURM_JOB_GPUS"; keepgpu list-gpus --json; sleep 3')
+	for job in "$a" "$b"; do
+		expect_done "$job" COMPLETED 0:0
+		g=$(sed -n 's/^gpus=//p' "$out/$job.out")
+		n=$(count "$out/$job.out" '"id":')
+		[ "$n" = 1 ] && has_line "$out/$job.out" '"id": 0,' && has_line "$out/$job.out" "\"physical_id\": $g," &&
+			has_line "$out/$job.out" "\"uuid\": \"${UUID[g]}\"" ||
+			fail "job $job on gpu $g: want one GPU, id 0, physical_id $g$(show_out "$job")"
+		seen+=" job $job: gpu $g as id 0"
+	done
+	note "$PROCTRACK list_gpus:$seen"
+}
+
 # A --gres=gpu:2 job holds both GPUs, named in the startup line.
 t_two_gpus() {
 	local job
@@ -674,7 +692,7 @@ t_signal_usr1() {
 }
 
 tests_cgroup=(example_wrap example_prologue example_multinode exit_codes scancel_exec
-	scancel_srun scancel_no_exec two_jobs two_gpus taskprolog signal_usr1)
+	scancel_srun scancel_no_exec two_jobs two_gpus list_gpus taskprolog signal_usr1)
 tests_linuxproc=(example_wrap exit_codes scancel_exec scancel_srun scancel_no_exec two_jobs)
 tests_multinode=(example_multinode multinode_scancel multinode_node_fails multinode_prologue)
 slow=(signal_usr1)

@@ -268,7 +268,7 @@ func TestRPC(t *testing.T) {
 		}
 		st := ts.waitState("rpc-1", StateActive)
 		b, _ := json.Marshal(st.Params)
-		if string(b) != `{"gpu_ids":[0,"GPU-aaaa"],"vram":"1048576","interval":0.5,"busy_threshold":-1,"util":0,"allow_partial":true}` {
+		if string(b) != `{"gpu_ids":[0,"GPU-aaaa"],"vram":"1048576","interval":0.5,"busy_threshold":-1,"util":0,"allow_partial":true,"platform":"auto"}` {
 			t.Fatalf("params: %s", b)
 		}
 		if !st.Active || st.LastError != nil || st.BytesHeld != 1<<30 || len(st.GPUs) != 1 || st.GPUs[0].Kernel != "running" || st.HeldSince == nil {

@@ -104,7 +104,7 @@ func (l *gpuLister) read() GPUList {
 // annotate fills in who each process is: its command, its user, and the
 // session it holds for. It copies, leaving the cached list alone.
 func annotate(r GPUList, holders map[int]string) GPUList {
-	out := GPUList{GPUs: make([]GPU, len(r.GPUs)), Error: r.Error}
+	out := GPUList{GPUs: make([]GPU, len(r.GPUs)), Error: r.Error, Note: r.Note}
 	for i, g := range r.GPUs {
 		g.Processes = append([]Process{}, g.Processes...)
 		for j := range g.Processes {

@@ -38,6 +38,7 @@ var mcpTools = []mcpTool{
 "busy_threshold":{"type":"integer","minimum":-1,"maximum":100,"default":25,"description":"pause the kernel while utilization not ours is above this percent; -1 never (default 25)"},
 "util":{"type":"integer","minimum":0,"maximum":100,"default":30,"description":"utilization the keep-alive kernel produces, percent (default 30; 0 holds VRAM only)"},
 "allow_partial":{"type":"boolean","default":false,"description":"keep holding the GPUs that started when others fail"},
+"platform":{"type":"string","enum":["auto","cuda","rocm"],"description":"whose GPUs: cuda (NVIDIA), rocm (AMD), or auto (default: the service's KEEP_GPU_PLATFORM, else auto: CUDA's if the driver shows any, else ROCm's)"},
 "job_id":` + fmt.Sprintf(jobIDSchema, "the session's id (default: a random UUID)") + `}}`),
 	},
 	{

@@ -121,7 +121,7 @@ func isNull(raw json.RawMessage) bool {
 }
 
 // startParamNames are start_keep's parameters: KeepGPU's, then keepgpu's own.
-var startParamNames = []string{"gpu_ids", "vram", "interval", "busy_threshold", "job_id", "util", "allow_partial"}
+var startParamNames = []string{"gpu_ids", "vram", "interval", "busy_threshold", "job_id", "util", "allow_partial", "platform"}
 
 // parseStart reads start_keep's parameters, filling in the defaults.
 func parseStart(raw json.RawMessage) (Params, *apiError) {
@@ -171,6 +171,16 @@ func parseStart(raw json.RawMessage) (Params, *apiError) {
 			return Params{}, paramError("allow_partial: want true or false")
 		}
 	}
+	if v := m["platform"]; !isNull(v) {
+		var name string
+		if err := json.Unmarshal(v, &name); err != nil {
+			return Params{}, paramError("platform: want auto, cuda or rocm")
+		}
+		var err error
+		if p.Platform, err = keeper.ParsePlatform(name); err != nil {
+			return Params{}, paramError("%v", err)
+		}
+	}
 	if v := m["job_id"]; !isNull(v) {
 		if err := json.Unmarshal(v, &p.JobID); err != nil {
 			return Params{}, paramError("job_id: want a string")
@@ -197,6 +207,9 @@ func (p Params) StartParams() map[string]any {
 	}
 	if p.JobID != "" {
 		m["job_id"] = p.JobID
+	}
+	if p.Platform != "" {
+		m["platform"] = p.Platform.String()
 	}
 	return m
 }
@@ -302,11 +315,12 @@ type ParamsJSON struct {
 	BusyThreshold int     `json:"busy_threshold"`
 	Util          int     `json:"util"`
 	AllowPartial  bool    `json:"allow_partial"`
+	Platform      string  `json:"platform"` // auto, cuda or rocm
 }
 
 func (p Params) json() ParamsJSON {
 	j := ParamsJSON{VRAM: p.VRAM.String(), Interval: p.Interval.Seconds(),
-		BusyThreshold: p.BusyThreshold, Util: p.Util, AllowPartial: p.AllowPartial}
+		BusyThreshold: p.BusyThreshold, Util: p.Util, AllowPartial: p.AllowPartial, Platform: p.Platform.String()}
 	if !p.GPUs.All {
 		for _, e := range p.GPUs.Entries {
 			if n, err := strconv.Atoi(e); err == nil {

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -282,14 +283,25 @@ type Health struct {
 	UptimeSeconds      float64 `json:"uptime_seconds"`
 	Sessions           int     `json:"sessions"`
 	CUDAVisibleDevices *string `json:"cuda_visible_devices"` // what the holders see; null if unset
+	// VisibleDevices holds each of VisibilityVars set in the holders'
+	// environment.
+	VisibleDevices map[string]string `json:"visible_devices"`
 }
+
+// VisibilityVars are the variables that number the GPUs a holder sees:
+// NVIDIA's, then ROCm's.
+var VisibilityVars = []string{"CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL"}
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	h := Health{OK: true, Version: s.cfg.Version, PID: os.Getpid(), UptimeSeconds: time.Since(s.started).Seconds(),
-		Sessions: s.sessions.live()}
+		Sessions: s.sessions.live(), VisibleDevices: map[string]string{}}
 	for _, kv := range s.cfg.Env {
-		if v, ok := strings.CutPrefix(kv, "CUDA_VISIBLE_DEVICES="); ok {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == "CUDA_VISIBLE_DEVICES" {
 			h.CUDAVisibleDevices = &v
+		}
+		if slices.Contains(VisibilityVars, k) {
+			h.VisibleDevices[k] = v
 		}
 	}
 	writeJSON(w, http.StatusOK, h)

@@ -94,6 +94,13 @@ function chart(samples) {
   return s;
 }
 
+// physical names a GPU's UUID and, where it differs from its id (the
+// ordinal --gpus takes), the index nvidia-smi or rocm-smi shows it under.
+function physical(g) {
+  if (g.physical_id === undefined || g.physical_id === null || g.physical_id === g.id) return g.uuid;
+  return `${g.uuid} · ${g.platform === "rocm" ? "rocm-smi" : "nvidia-smi"} index ${g.physical_id}`;
+}
+
 function gpuCard(g) {
   const ours = g.processes.filter((p) => p.job_id).reduce((a, p) => a + p.memory_used, 0);
   const total = g.memory_total, used = g.memory_used;
@@ -114,10 +121,11 @@ function gpuCard(g) {
   return el("div", { class: "card gpu", "data-uuid": g.uuid, "data-id": g.id },
     el("div", { class: "title" },
       el("span", {}, `GPU ${g.id} · ${g.name}`,
+        g.platform === "rocm" ? el("span", { class: "tag", text: "ROCm" }) : null,
         g.mig ? el("span", { class: "tag", text: "MIG" }) : null,
         g.compute_mode && g.compute_mode !== "default" ? el("span", { class: "tag", text: g.compute_mode }) : null),
       util),
-    el("div", { class: "uuid", text: g.uuid }),
+    el("div", { class: "uuid", text: physical(g) }),
     bar,
     el("div", { class: "row" },
       el("span", { class: "mem", text: `${bytes(used)} / ${bytes(total)} used` }),
@@ -142,7 +150,9 @@ function renderGPUs(r) {
   for (const k of [...history.keys()]) if (!seen.has(k)) history.delete(k);
   const box = $("#gpus");
   box.replaceChildren(...r.gpus.map(gpuCard));
-  $("#gpus-note").textContent = r.error ? `(${r.error})` : r.gpus.length ? "" : "(no GPU on this node)";
+  $("#gpus-note").textContent = r.error ? `(${r.error})`
+    : r.gpus.length ? (r.note ? `(${r.note})` : "")
+    : r.note ? `(no GPU: ${r.note})` : "(no GPU on this node)";
 }
 
 function sessionRow(s) {

@@ -9,7 +9,10 @@
  * (and the fake NVML) see the process's activity and memory.
  *
  * A process appears in its GPU's records once it allocates memory or
- * creates a stream there (when the real runtime creates its KFD queues).
+ * creates a stream there (when the real runtime creates its KFD queues),
+ * and leaves them once it has freed every allocation and destroyed every
+ * stream there: the tests' proof that a holder gave everything back
+ * explicitly. (The real KFD knows the process until it exits.)
  *
  * All declarations below are our own; only the ABI (function signatures
  * and numeric values) follows AMD's public hip_runtime_api.h.
@@ -452,6 +455,22 @@ hipError_t hipMalloc(void **ptr, size_t size)
 	return leave(hipSuccess);
 }
 
+/* idle drops this process from a GPU's records when nothing of it is left there. */
+static void idle(int phys)
+{
+	struct fh_alloc *a;
+	struct fh_stream *s;
+
+	for (a = allocs; a != NULL; a = a->next)
+		if (a->phys == phys)
+			return;
+	for (s = streams; s != NULL; s = s->next)
+		if (s->phys == phys)
+			return;
+	own[phys].contexts = 0;
+	publish(phys);
+}
+
 hipError_t hipFree(void *ptr)
 {
 	hipError_t rc = enter_init();
@@ -467,6 +486,7 @@ hipError_t hipFree(void *ptr)
 			*pp = a->next;
 			own[a->phys].bytes -= a->size;
 			publish(a->phys);
+			idle(a->phys);
 			free(a);
 			return leave(hipSuccess);
 		}
@@ -585,6 +605,7 @@ hipError_t hipStreamDestroy(hipStream_t stream)
 		if ((void *)*pp == stream) {
 			s = *pp;
 			*pp = s->next;
+			idle(s->phys);
 			free(s);
 			return leave(hipSuccess);
 		}
