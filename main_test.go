@@ -120,6 +120,7 @@ func scriptParams(libs fakeLibs, platform, dir string, files []string) testscrip
 			"held":        cmdHeld,
 			"killholders": cmdKillHolders,
 			"free":        cmdFree,
+			"freed":       cmdFreed,
 			"running":     cmdRunning,
 			"paused":      cmdPaused,
 			"foreign":     cmdForeign,
@@ -282,17 +283,35 @@ func cmdKillHolders(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// cmdFree: free GPU — wait until no process but the foreign ones has a
-// record on GPU: every context destroyed and every byte freed explicitly
-// (a process that died holding them would leave its record behind).
+// cmdFree: free GPU — wait until no live process but the foreign ones has
+// a record on GPU. A driver takes back what a process held when it dies,
+// as wrap relies on when it SIGKILLs a holder that is still loading the
+// driver or allocating; the fake leaves such a record behind, marked dead.
+//
+// freed GPU is stricter, for holders that keepgpu never kills: no record
+// at all, dead or alive, so every context was destroyed and every byte
+// freed explicitly.
 func cmdFree(ts *testscript.TestScript, neg bool, args []string) {
+	waitFree(ts, "free", args, false)
+}
+
+func cmdFreed(ts *testscript.TestScript, neg bool, args []string) {
+	waitFree(ts, "freed", args, true)
+}
+
+func waitFree(ts *testscript.TestScript, name string, args []string, strict bool) {
 	if len(args) != 1 {
-		ts.Fatalf("usage: free GPU")
+		ts.Fatalf("usage: %s GPU", name)
 	}
 	gpu := gpuArg(ts, args[0])
-	poll(ts, "free "+args[0], func() (bool, string) {
-		procs := ours(ts, gpu)
-		return len(procs) == 0, fmt.Sprintf("%+v", procs)
+	poll(ts, name+" "+args[0], func() (bool, string) {
+		var held []fakegpu.Proc
+		for _, p := range ours(ts, gpu) {
+			if strict || p.Alive {
+				held = append(held, p)
+			}
+		}
+		return len(held) == 0, fmt.Sprintf("%+v", held)
 	})
 }
 
