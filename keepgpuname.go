@@ -51,6 +51,13 @@ func runAsKeepGPU(name string, args []string, stdout, stderr io.Writer) (code in
 		}
 	}()
 	unsetEmpty()
+	if name == keepGPUName {
+		// version, relay and the holders this binary starts of itself keep
+		// keepgpu's forms under either name, and its fast start.
+		if f := direct(args, &stdio{out: stdout, err: stderr}); f != nil {
+			return status(f(), stderr)
+		}
+	}
 	io := &stdio{out: stdout, err: stderr, name: keepGPUName}
 	parser, err := newParser(&cli, stdout, stderr)
 	if err != nil {
