@@ -104,6 +104,7 @@ type NVML struct {
 
 	mu       sync.Mutex
 	lastSeen map[string]uint64 // per-process utilization time stamps per UUID
+	handles  sync.Map          // UUID → device, valid until nvmlShutdown
 }
 
 // Open loads libnvidia-ml.so.1, resolves every entry point keepgpu uses

@@ -49,13 +49,19 @@ type Sample struct {
 }
 
 // handle returns the NVML handle of the GPU with uuid. Handles are always
-// found by UUID: NVML's indices are the node's, CUDA's are the job's.
+// found by UUID: NVML's indices are the node's, CUDA's are the job's. A
+// handle stays valid until nvmlShutdown, so each UUID is looked up once: a
+// holder reads every GPU's process list every window.
 func (n *NVML) handle(uuid string) (device, error) {
+	if d, ok := n.handles.Load(uuid); ok {
+		return d.(device), nil
+	}
 	var d device
 	c := append([]byte(uuid), 0)
 	if r := n.deviceGetHandleByUUID(&c[0], &d); r != Success {
 		return 0, n.err("nvmlDeviceGetHandleByUUID "+uuid, r)
 	}
+	n.handles.Store(uuid, d)
 	return d, nil
 }
 
