@@ -103,8 +103,73 @@ func TestStatic(t *testing.T) {
 			t.Fatalf("GET %s: HTTP %d %.80q", p, code, body)
 		}
 	}
-	if code, h, _ := ts.do("POST", "/", "{}", "Content-Type", "application/json"); code != 405 || h.Get("Allow") != "GET, HEAD" {
-		t.Fatalf("POST /: HTTP %d Allow %q", code, h.Get("Allow"))
+	if code, h, _ := ts.do("DELETE", "/", ""); code != 405 || h.Get("Allow") != "GET, HEAD, POST" {
+		t.Fatalf("DELETE /: HTTP %d Allow %q", code, h.Get("Allow"))
+	}
+	if code, h, _ := ts.do("POST", "/app.js", "{}", "Content-Type", "application/json"); code != 405 || h.Get("Allow") != "GET, HEAD" {
+		t.Fatalf("POST /app.js: HTTP %d Allow %q", code, h.Get("Allow"))
+	}
+}
+
+// TestRPCOnRoot: POST / is JSON-RPC, as on /rpc (KeepGPU takes both),
+// behind the token; a cookie-borne call must be JSON.
+func TestRPCOnRoot(t *testing.T) {
+	ts := newTestServer(t, "ok")
+	code, _, body := ts.do("POST", "/", `{"id":7,"method":"status"}`, "Content-Type", "application/json")
+	if code != 200 || body != `{"jsonrpc":"2.0","result":{"active_jobs":[]},"id":7}`+"\n" {
+		t.Fatalf("POST /: HTTP %d %s", code, body)
+	}
+	if code, _, body := ts.do("POST", "/", `{"jsonrpc":"2.0","method":"notifications/initialized"}`); code != 202 || body != "" {
+		t.Fatalf("POST / notification: HTTP %d %q", code, body)
+	}
+	if code, _, body := ts.do("POST", "/", `{"id":1,"method":"status"}`, "Authorization", ""); code != 401 || body != "unauthorized\n" {
+		t.Fatalf("POST / without the token: HTTP %d %q", code, body)
+	}
+	if code, _, _ := ts.do("POST", "/", `{"id":1,"method":"status"}`, "Authorization", "", "Cookie", cookieName+"="+testToken,
+		"Content-Type", "application/x-www-form-urlencoded"); code != 415 {
+		t.Fatalf("POST / as a form with the cookie: HTTP %d", code)
+	}
+}
+
+// TestCanonicalRoutes: an API route answers only its plain spelling, as
+// KeepGPU 1.0.0's do; an alias (a path that is not clean, an escaped route
+// name) or a query string on /rpc or a collection is an unknown route,
+// which starts or stops nothing; a session's path with a query string is
+// a bad request. A job id may be escaped.
+func TestCanonicalRoutes(t *testing.T) {
+	ts := newTestServer(t, "ok")
+	for _, c := range []struct {
+		method, path string
+		code         int
+		body         string
+	}{
+		{"GET", "/api/gpus?all=1", 404, `{"error":{"message":"unknown endpoint: /api/gpus?all=1 (this route takes no query string)"}}`},
+		{"GET", "/api/sessions?job_id=x", 404, "unknown endpoint"},
+		{"POST", "/api/sessions?x", 404, "unknown endpoint"},
+		{"DELETE", "/api/sessions?all", 404, "unknown endpoint"},
+		{"POST", "/rpc?x=1", 404, "unknown endpoint"},
+		{"GET", "/api/sessions/a?x=1", 400, `{"error":{"message":"invalid session path for job_id: /api/sessions/a takes no query string"}}`},
+		{"DELETE", "/api/sessions/a?x=1", 400, "invalid session path"},
+		{"POST", "//rpc", 404, `{"error":{"message":"unknown endpoint: //rpc"}}`},
+		{"POST", "//api/sessions", 404, "unknown endpoint"},
+		{"DELETE", "/api/./sessions", 404, "unknown endpoint"},
+		{"POST", "/api/sessions/", 404, "unknown endpoint"},
+		{"POST", "/%72pc", 404, "unknown endpoint: /%72pc"},
+		{"POST", "/api%2Fsessions", 404, "unknown endpoint"},
+		{"POST", "/api/%73essions", 404, "unknown endpoint"},
+		{"GET", "/api%3Fsessions", 404, "unknown endpoint"},
+		{"GET", "/api/sessions/a%2Fb", 400, `job_id \"a/b\"`},
+		{"GET", "/api/sessions/%61", 200, `"job_id":"a"`},
+		{"GET", "/health?x=1", 200, `"ok":true`},
+		{"POST", "/rpc?", 200, `"result"`},
+	} {
+		code, h, body := ts.do(c.method, c.path, `{"jsonrpc":"2.0","id":1,"method":"status"}`, "Content-Type", "application/json")
+		if code != c.code || !strings.Contains(body, c.body) || h.Get("Location") != "" {
+			t.Errorf("%s %s: HTTP %d %s (Location %q); want %d containing %s", c.method, c.path, code, body, h.Get("Location"), c.code, c.body)
+		}
+	}
+	if n := len(ts.sessions.list()); n != 0 {
+		t.Fatalf("aliases made %d sessions", n)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -196,7 +197,42 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 		return
 	}
+	if !s.canonical(w, r) {
+		return
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// canonical answers, as KeepGPU 1.0.0 does, a request for an API route
+// spelt in any but its plain form, and reports whether the request is to
+// be served: a path that is not clean (//rpc, /api/./gpus) or a route name
+// spelt with escapes (/%72pc, /api%2Fsessions) is an unknown route (404),
+// never a redirect to the route, and so is a query string on /rpc or a
+// collection (/api/gpus?all=1); a session's path with a query string is a
+// bad session path (400). Only a job id in /api/sessions/{id} may be
+// escaped.
+func (s *Server) canonical(w http.ResponseWriter, r *http.Request) bool {
+	esc, p := r.URL.EscapedPath(), r.URL.Path
+	clean := path.Clean(esc)
+	if strings.HasSuffix(esc, "/") && clean != "/" {
+		clean += "/"
+	}
+	member := strings.HasPrefix(esc, "/api/sessions/")
+	api := p == "/rpc" || p == "/api" || strings.HasPrefix(p, "/api/")
+	switch {
+	case clean != esc, api && esc != p && !member:
+		writeError(w, http.StatusNotFound, "unknown endpoint: "+esc)
+		return false
+	case r.URL.RawQuery == "":
+		return true
+	case member:
+		writeError(w, http.StatusBadRequest, "invalid session path for job_id: "+esc+" takes no query string")
+		return false
+	case p == "/rpc" || p == "/api/gpus" || p == "/api/sessions":
+		writeError(w, http.StatusNotFound, "unknown endpoint: "+esc+"?"+r.URL.RawQuery+" (this route takes no query string)")
+		return false
+	}
+	return true
 }
 
 // hostOK reports whether a request's Host header names this service: a
@@ -250,6 +286,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("/api/gpus", methods{"GET": s.apiGPUs}.serve)
 	s.mux.HandleFunc("/api/sessions", methods{"GET": s.apiList, "POST": s.apiStart, "DELETE": s.apiStopAll}.serve)
 	s.mux.HandleFunc("/api/sessions/{id}", methods{"GET": s.apiGet, "DELETE": s.apiStop}.serve)
+	s.mux.HandleFunc("/{$}", methods{"GET": s.static, "POST": s.rpc}.serve) // KeepGPU takes JSON-RPC on / too
 	s.mux.HandleFunc("/", s.static)
 }
 
@@ -341,12 +378,17 @@ func (s *Server) gpus(ctx context.Context) GPUList {
 	return annotate(s.lister.list(ctx), s.sessions.holderPIDs())
 }
 
-// apiGPUs answers 200 even when the GPUs cannot be listed (no NVML), with
-// "error" saying why: the dashboard polls it together with the sessions,
-// which it must show all the same. (KeepGPU answers 503 there; list_gpus
-// answers -32000, as KeepGPU's does.)
+// apiGPUs answers 503 when the GPUs cannot be listed (no driver library,
+// a driver that fails to initialise), with KeepGPU's error type, as
+// list_gpus answers -32000; a driver that sees no GPU is an empty list.
 func (s *Server) apiGPUs(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.gpus(r.Context()))
+	l := s.gpus(r.Context())
+	if len(l.GPUs) == 0 && l.Error != "" {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{
+			"message": l.Error, "type": "DeviceEnumerationUnavailableError"}})
+		return
+	}
+	writeJSON(w, http.StatusOK, l)
 }
 
 func (s *Server) apiList(w http.ResponseWriter, r *http.Request) {

@@ -203,15 +203,15 @@ func TestGPUs(t *testing.T) {
 	}
 
 	// No NVML: the GPUs cannot be listed, which list_gpus answers with
-	// -32000, as KeepGPU does; GET /api/gpus, which the dashboard polls,
-	// says why in "error".
+	// -32000 and GET /api/gpus with 503, as KeepGPU does.
 	nonvml := newTestServer(t, "nonvml")
 	err := nonvml.client.Call(context.Background(), "list_gpus", nil, &r)
 	var re *RPCError
 	if !asRPC(err, &re) || re.Code != codeUnavailable || re.Message != "nvml: libnvidia-ml.so.1 not found" {
 		t.Fatalf("list_gpus without NVML: %v", err)
 	}
-	if code, _, body := nonvml.do("GET", "/api/gpus", ""); code != 200 || body != `{"gpus":[],"error":"nvml: libnvidia-ml.so.1 not found"}`+"\n" {
+	if code, _, body := nonvml.do("GET", "/api/gpus", ""); code != 503 ||
+		body != `{"error":{"message":"nvml: libnvidia-ml.so.1 not found","type":"DeviceEnumerationUnavailableError"}}`+"\n" {
 		t.Fatalf("GET /api/gpus without NVML: HTTP %d %s", code, body)
 	}
 }

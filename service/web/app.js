@@ -190,17 +190,29 @@ async function refresh() {
   if (busy) return;
   busy = true;
   try {
-    const [health, gpus, sessions] = await Promise.all([api("GET", "/health"), api("GET", "/api/gpus"), api("GET", "/api/sessions")]);
-    $("#service").textContent = `${location.host} · pid ${health.pid}${health.version ? " · " + health.version : ""}` +
-      (health.cuda_visible_devices !== null && health.cuda_visible_devices !== undefined ? ` · CUDA_VISIBLE_DEVICES=${health.cuda_visible_devices}` : "");
-    renderGPUs(gpus);
-    renderSessions(sessions);
-    banner("");
-  } catch (e) {
-    banner(e.message);
+    // Each loads on its own: GPUs that cannot be listed (503) leave the
+    // sessions on show, and the reason in the GPU area.
+    const [health, gpus, sessions] = await Promise.allSettled([api("GET", "/health"), api("GET", "/api/gpus"), api("GET", "/api/sessions")]);
+    if (health.status === "fulfilled") {
+      const h = health.value;
+      $("#service").textContent = `${location.host} · pid ${h.pid}${h.version ? " · " + h.version : ""}` +
+        (h.cuda_visible_devices !== null && h.cuda_visible_devices !== undefined ? ` · CUDA_VISIBLE_DEVICES=${h.cuda_visible_devices}` : "");
+    }
+    if (gpus.status === "fulfilled") renderGPUs(gpus.value);
+    else gpuError(gpus.reason.message);
+    if (sessions.status === "fulfilled") renderSessions(sessions.value);
+    const failed = [health, sessions].find((r) => r.status === "rejected");
+    banner(failed ? failed.reason.message : "");
   } finally {
     busy = false;
   }
+}
+
+// gpuError says in the GPU area why the GPUs cannot be shown.
+function gpuError(msg) {
+  history.clear();
+  $("#gpus").replaceChildren(el("p", { id: "gpus-error", class: "error", text: `GPUs cannot be listed: ${msg}` }));
+  $("#gpus-note").textContent = "";
 }
 
 async function release(id) {
