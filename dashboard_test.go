@@ -129,8 +129,10 @@ func TestDashboard(t *testing.T) {
 	}
 
 	// Release it with its button: the row goes, and so does every byte.
+	// Clicked in the page, at once: the rows are drawn anew at every poll,
+	// so a button found first and clicked after may be gone by then.
+	get(t, bctx, chromedp.Evaluate[bool](`document.querySelector('button.release[data-job="from-ui"]').click(); true`))
 	do("release the session",
-		chromedp.Click(chromedp.CSS(`button.release[data-job="from-ui"]`)),
 		chromedp.WaitNotPresent(chromedp.CSS(`#sessions tr[data-job="from-ui"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#no-sessions`)))
 	fs.waitFree(t)
@@ -187,5 +189,49 @@ func TestDashboardVisibleIDs(t *testing.T) {
 	}
 	if n := get(t, bctx, chromedp.Evaluate[int](`document.querySelectorAll('#gpus .card.gpu').length`)); n != 1 {
 		t.Errorf("%d GPU cards; want 1", n)
+	}
+}
+
+// TestDashboardNoGPU: when the service cannot list the GPUs (503, the
+// driver fails to initialise), the GPU area says why and the sessions
+// still show, with no error banner: each loads on its own.
+func TestDashboardNoGPU(t *testing.T) {
+	bctx := newBrowser(t)
+	fs := newFakeService(t, 2)
+	var r struct {
+		JobID string `json:"job_id"`
+	}
+	if err := fs.client.Call(context.Background(), "start_keep", map[string]any{"gpu_ids": []int{0}, "vram": "1GiB", "job_id": "held"}, &r); err != nil {
+		t.Fatal(err)
+	}
+	lib := "cuda"
+	if fakePlatform == "rocm" {
+		lib = "hip"
+	}
+	if err := fs.node.SetInitError(lib, 999); err != nil { // the session already holds; listing now fails
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Navigate(fs.http.URL+"/?token="+fs.token),
+		chromedp.WaitVisible(chromedp.CSS("#gpus-error")),
+		chromedp.WaitVisible(chromedp.CSS(`#sessions tr[data-job="held"][data-state="active"]`))); err != nil {
+		t.Fatal(err)
+	}
+	msg := get(t, bctx, chromedp.Text(chromedp.CSS("#gpus-error")))
+	if !strings.HasPrefix(msg, "GPUs cannot be listed: ") || !strings.Contains(msg, "999") {
+		t.Errorf("GPU area says %q", msg)
+	}
+	if n := get(t, bctx, chromedp.Evaluate[int](`document.querySelectorAll('#gpus .card.gpu').length`)); n != 0 {
+		t.Errorf("%d GPU cards", n)
+	}
+	if hidden := get(t, bctx, chromedp.Evaluate[bool](`document.querySelector('#banner').hidden`)); !hidden {
+		t.Errorf("error banner: %q", get(t, bctx, chromedp.Text(chromedp.CSS("#banner"))))
+	}
+	// Once the driver is back, the cards return and the error goes.
+	if err := fs.node.ClearInitError(lib); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx, chromedp.WaitVisible(chromedp.CSS(`#gpus .card.gpu[data-id="0"]`)),
+		chromedp.WaitNotPresent(chromedp.CSS("#gpus-error"))); err != nil {
+		t.Fatal(err)
 	}
 }
