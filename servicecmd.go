@@ -374,7 +374,10 @@ type StopCmd struct {
 
 // Run stops the session(s), returns once their holders have exited, and
 // prints stop_keep's result as JSON; anything not stopped cleanly exits 1
-// (as keep-gpu, 0: KeepGPU's stop tells it in the result alone).
+// (as keep-gpu, 0: KeepGPU's stop tells it in the result alone). With
+// --all, a service that does not answer but that its PID file shows to be
+// the user's is stopped through its PID file, and every session with it,
+// as KeepGPU's stop --all force-stops the daemon it started.
 func (c *StopCmd) Run(io *stdio) error {
 	t, err := c.target()
 	if err != nil {
@@ -383,22 +386,33 @@ func (c *StopCmd) Run(io *stdio) error {
 	if c.JobID == "" && !c.All {
 		return usageError{errors.New("give --job-id ID or --all")}
 	}
-	cl, err := connect(t, io)
-	if err != nil {
-		return err
-	}
 	params := map[string]any{}
 	if !c.All {
 		params["job_id"] = string(c.JobID)
 	}
 	var r service.StopResult
-	if err := cl.Call(context.Background(), "stop_keep", params, &r); err != nil {
-		return err
+	cl, err := connect(t, io)
+	if err == nil {
+		err = cl.Call(context.Background(), "stop_keep", params, &r)
+	}
+	forced := false
+	if err != nil {
+		if !c.All || !unanswered(err) {
+			return err
+		}
+		if r, err = forceStop(t, err); err != nil {
+			return err
+		}
+		forced = true
 	}
 	if err := printJSON(io.out, r); err != nil {
 		return err
 	}
 	switch {
+	case forced:
+		if !io.keepGPU() {
+			fmt.Fprintf(io.err, "keepgpu: warning: %s\n", r.Message)
+		}
 	case io.keepGPU():
 		return nil
 	case r.Message != "":
@@ -407,6 +421,37 @@ func (c *StopCmd) Run(io *stdio) error {
 		return fmt.Errorf("not stopped cleanly: %s", strings.Join(append(r.TimedOut, r.Failed...), ", "))
 	}
 	return nil
+}
+
+// unanswered reports whether err says the service did not answer: nothing
+// listens, or it did not answer in time.
+func unanswered(err error) bool {
+	var ne net.Error
+	return errors.Is(err, service.ErrUnreachable) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &ne) && ne.Timeout()
+}
+
+// forceStopWait is how long a service that does not answer has to stop
+// its sessions and exit after SIGTERM before it is killed: its sessions'
+// stop timeout (10s by default), and the time to stop serving.
+const forceStopWait = 20 * time.Second
+
+// forceStop stops the service at t that did not answer (cause) through its
+// PID file, if that names a live service of the user's: its sessions are
+// stopped as it exits, or, if it has to be killed, their holders exit with
+// it (their parent-death signal). With no such service, nothing holds GPUs
+// through it, and cause is the error.
+func forceStop(t service.Target, cause error) (service.StopResult, error) {
+	p, err := service.ReadPIDFile(service.PIDPath(t.Dir, t.Port))
+	if err != nil || p.Verify() != nil {
+		return service.StopResult{}, cause
+	}
+	if _, err := service.StopDaemon(context.Background(), t, true, forceStopWait); err != nil {
+		return service.StopResult{}, fmt.Errorf("%v; stopping it through its PID file: %w", cause, err)
+	}
+	return service.StopResult{Stopped: []string{}, TimedOut: []string{}, Failed: []string{}, Errors: map[string]string{},
+		Message: fmt.Sprintf("the service (pid %d) did not answer (%v); stopped it through its PID file, and every session with it: "+
+			"their holders have exited or exit with it, releasing their VRAM", p.PID, cause)}, nil
 }
 
 // ServiceStopCmd is `keepgpu service-stop`.

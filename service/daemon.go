@@ -202,6 +202,7 @@ var ErrActiveSessions = errors.New("active keep sessions")
 // only after checking that pid is still that service, and waits for it to
 // exit. Without force it refuses while sessions hold GPUs; with force it
 // also kills a service that does not exit in time (its holders die with it).
+// A stopped service (SIGSTOP, Ctrl+Z) is continued after its SIGTERM.
 func StopDaemon(ctx context.Context, t Target, force bool, wait time.Duration) (PIDFile, error) {
 	pidPath := PIDPath(t.Dir, t.Port)
 	p, err := ReadPIDFile(pidPath)
@@ -252,6 +253,7 @@ func StopDaemon(ctx context.Context, t Target, force bool, wait time.Duration) (
 		}
 		return p, err
 	}
+	proc.Signal(syscall.SIGCONT) // a stopped service (Ctrl+Z) takes its SIGTERM only once continued
 	if gone(ctx, proc, wait) {
 		return p, nil
 	}
