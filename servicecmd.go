@@ -409,11 +409,7 @@ func (c *StopCmd) Run(io *stdio) error {
 		return err
 	}
 	switch {
-	case forced:
-		if !io.keepGPU() {
-			fmt.Fprintf(io.err, "keepgpu: warning: %s\n", r.Message)
-		}
-	case io.keepGPU():
+	case forced, io.keepGPU():
 		return nil
 	case r.Message != "":
 		return fmt.Errorf("%s: %s", c.JobID, r.Message)
