@@ -19,8 +19,8 @@ import (
 var rocmScripts = []string{"hold_*", "wrap_*", "ready_*", "service_*", "listgpus_*", "platform_*"}
 
 // TestScriptsROCm runs rocmScripts on a fake AMD node: the fake HIP
-// runtime and ROCm SMI alone on LD_LIBRARY_PATH (no libcuda, no NVML), so
-// that --platform auto finds AMD's GPUs, as on an AMD node.
+// runtime, AMD SMI and ROCm SMI alone on LD_LIBRARY_PATH (no libcuda, no
+// NVML), so that --platform auto finds AMD's GPUs, as on an AMD node.
 func TestScriptsROCm(t *testing.T) {
 	libs := buildFakes(t)
 	var files []string

@@ -17,7 +17,8 @@ var ErrNoGPU = errors.New("holding nothing")
 
 // Hold loads the runtime of opt.Platform (see LoadDriver), picks the GPUs
 // sel names among those it shows, opens the platform's telemetry (NVML, or
-// ROCm SMI; holding without it if it is unavailable, and saying so) and
+// AMD SMI else ROCm SMI; holding without it if it is unavailable, and
+// saying so) and
 // starts a Group on them. Errors that mean "nothing to hold here" wrap
 // ErrNoGPU. Releasing the group also shuts the telemetry down.
 func Hold(ctx context.Context, sel GPUs, opt Options) (*Group, error) {
@@ -33,8 +34,8 @@ func Hold(ctx context.Context, sel GPUs, opt Options) (*Group, error) {
 	if emit == nil {
 		emit = func(Event) {}
 	}
-	opt.telemetryName = d.TelemetryName()
 	tel, err := d.OpenTelemetry()
+	opt.telemetryName = d.TelemetryName()
 	if err != nil {
 		emit(Event{Time: time.Now(), Kind: "warning", GPU: -1, Reason: "telemetry unknown, holding without backoff: " + err.Error()})
 	} else {

@@ -74,7 +74,7 @@ type Options struct {
 	// Platform is the GPUs' vendor Hold loads the runtime of.
 	Platform Platform
 
-	telemetryName string // NVML or ROCm SMI; "" reads as NVML
+	telemetryName string // NVML, AMD SMI or ROCm SMI; "" reads as NVML
 }
 
 // Event is one change in a group's state.

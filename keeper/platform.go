@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/keepgpu/keepgpu/amdsmi"
 	"github.com/keepgpu/keepgpu/cuda"
 	"github.com/keepgpu/keepgpu/hip"
 	"github.com/keepgpu/keepgpu/nvml"
@@ -69,6 +70,8 @@ type Driver struct {
 	cuda    *cuda.Driver
 	hip     *hip.Runtime
 	hipDevs []hip.DeviceInfo
+
+	telemetryName string // set by OpenTelemetry on ROCm
 }
 
 // LoadDriver loads the runtime of platform p and lists the GPUs it shows
@@ -171,24 +174,27 @@ type TelemetryCloser interface {
 }
 
 // TelemetryName is the management library telemetry is read through:
-// NVML, or ROCm SMI.
+// NVML; on ROCm, after OpenTelemetry, the one it opened ("AMD SMI" or
+// "ROCm SMI"), or the ones it tried.
 func (d *Driver) TelemetryName() string {
-	if d.Platform == PlatformROCm {
-		return "ROCm SMI"
+	if d.Platform != PlatformROCm {
+		return "NVML"
 	}
-	return "NVML"
+	if d.telemetryName == "" {
+		return "AMD SMI or ROCm SMI"
+	}
+	return d.telemetryName
 }
 
-// OpenTelemetry opens the platform's management library (NVML, or ROCm
-// SMI) to read d.GPUs by their UUID; Sample's Index is that library's
-// numbering of the GPU.
+// OpenTelemetry opens the platform's management library to read d.GPUs by
+// their UUID; Sample's Index is that library's numbering of the GPU. On
+// NVIDIA it is NVML. On ROCm it is AMD SMI (ROCm 6 and later), or ROCm SMI
+// where libamd_smi is missing or fails to initialise, or is a version
+// whose struct layouts keepgpu has not checked; with no ROCm SMI either,
+// such an AMD SMI still reads memory and says the rest is unknown.
 func (d *Driver) OpenTelemetry() (TelemetryCloser, error) {
 	if d.Platform == PlatformROCm {
-		s, err := rocmsmi.Open()
-		if err != nil {
-			return nil, err
-		}
-		return smiTelemetry{s.Telemetry(d.hipDevs), s}, nil
+		return d.openAMDTelemetry()
 	}
 	nv, err := nvml.Open()
 	if err != nil {
@@ -197,12 +203,47 @@ func (d *Driver) OpenTelemetry() (TelemetryCloser, error) {
 	return nv, nil
 }
 
-// HIP's contexts and ROCm SMI's telemetry are what keeper holds and reads
-// AMD GPUs with.
+func (d *Driver) openAMDTelemetry() (TelemetryCloser, error) {
+	a, aerr := amdsmi.Open()
+	if aerr == nil && a.Version.Known() {
+		d.telemetryName = "AMD SMI"
+		return amdTelemetry{a.Telemetry(d.hipDevs), a}, nil
+	}
+	r, rerr := rocmsmi.Open()
+	if rerr == nil {
+		if a != nil {
+			a.Close()
+		}
+		d.telemetryName = "ROCm SMI"
+		return smiTelemetry{r.Telemetry(d.hipDevs), r}, nil
+	}
+	if aerr == nil {
+		d.telemetryName = "AMD SMI"
+		return amdTelemetry{a.Telemetry(d.hipDevs), a}, nil
+	}
+	if errors.Is(aerr, amdsmi.ErrNoLibrary) {
+		d.telemetryName = "ROCm SMI"
+		return nil, rerr
+	}
+	d.telemetryName = "AMD SMI and ROCm SMI"
+	return nil, fmt.Errorf("%w; and %w", aerr, rerr)
+}
+
+// HIP's contexts, and AMD SMI's or ROCm SMI's telemetry, are what keeper
+// holds and reads AMD GPUs with.
 var (
 	_ Device    = (*hip.Context)(nil)
+	_ Telemetry = (*amdsmi.Telemetry)(nil)
 	_ Telemetry = (*rocmsmi.Telemetry)(nil)
 )
+
+// amdTelemetry closes the AMD SMI its telemetry reads.
+type amdTelemetry struct {
+	*amdsmi.Telemetry
+	smi *amdsmi.SMI
+}
+
+func (t amdTelemetry) Close() error { return t.smi.Close() }
 
 // smiTelemetry closes the ROCm SMI its telemetry reads.
 type smiTelemetry struct {

@@ -6,11 +6,7 @@ package rocmsmi
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
-	"sync"
-	"syscall"
 	"unsafe"
 
 	"github.com/keepgpu/keepgpu/internal/dl"
@@ -119,7 +115,7 @@ func open(names ...string) (*SMI, error) {
 		return nil, fmt.Errorf("%s: missing symbols %s (ROCm too old, or not AMD's ROCm SMI)", name, strings.Join(missing, ", "))
 	}
 	var st Status
-	s.Log = quiet(func() { st = s.initialize(0) })
+	s.Log = dl.Quiet(func() { st = s.initialize(0) })
 	if st != Success {
 		err := s.err("rsmi_init", st)
 		if log := strings.TrimSpace(s.Log); log != "" {
@@ -146,51 +142,6 @@ func (s *SMI) Close() error {
 		return s.err("rsmi_shut_down", st)
 	}
 	return nil
-}
-
-// quietMu serialises quiet: standard error is one per process.
-var quietMu sync.Mutex
-
-// quiet runs f with file descriptor 2 pointing at a pipe and returns what
-// was written there. ROCm SMI writes its diagnostics to std::cerr; they
-// are not keepgpu's to show. Whatever other goroutines write to standard
-// error during f lands there too, so f must be short. If the pipe cannot
-// be set up, f runs with standard error untouched.
-func quiet(f func()) string {
-	quietMu.Lock()
-	defer quietMu.Unlock()
-	saved, err := syscall.Dup(2)
-	if err != nil {
-		f()
-		return ""
-	}
-	defer syscall.Close(saved)
-	var p [2]int
-	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
-		f()
-		return ""
-	}
-	r := os.NewFile(uintptr(p[0]), "rocm-smi-stderr")
-	out := make(chan []byte, 1)
-	go func() {
-		b, _ := io.ReadAll(r)
-		r.Close()
-		out <- b
-	}()
-	if err := syscall.Dup3(p[1], 2, 0); err != nil {
-		syscall.Close(p[1])
-		<-out
-		f()
-		return ""
-	}
-	syscall.Close(p[1])
-	func() {
-		// Restored even if f panics; this closes the pipe's last write
-		// end, so ReadAll returns.
-		defer syscall.Dup3(saved, 2, 0)
-		f()
-	}()
-	return string(<-out)
 }
 
 // goString copies the NUL-terminated C string at p.

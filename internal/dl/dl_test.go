@@ -1,8 +1,10 @@
 package dl
 
 import (
+	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -37,5 +39,22 @@ func TestBind(t *testing.T) {
 	}
 	if getpid == nil || getpid() <= 0 || optional != nil {
 		t.Fatalf("getpid bound: %v, optional left nil: %v", getpid != nil, optional == nil)
+	}
+}
+
+// Quiet hands back what was written to file descriptor 2 during f, and
+// puts the descriptor back afterwards.
+func TestQuiet(t *testing.T) {
+	before, err := os.Stat("/proc/self/fd/2")
+	if err != nil {
+		t.Skip(err)
+	}
+	got := Quiet(func() { syscall.Write(2, []byte("chatter from the library\n")) })
+	if got != "chatter from the library\n" {
+		t.Errorf("Quiet caught %q", got)
+	}
+	after, err := os.Stat("/proc/self/fd/2")
+	if err != nil || !os.SameFile(before, after) {
+		t.Errorf("standard error not restored: %v", err)
 	}
 }

@@ -13,11 +13,17 @@ import (
 )
 
 // The default sonames of the fake AMD libraries: ROCm 6's HIP runtime and
-// ROCm SMI as Debian ships it.
+// AMD SMI, and ROCm SMI as Debian ships it.
 const (
 	HIPLib     = "libamdhip64.so.6"
 	ROCmSMILib = "librocm_smi64.so.1"
+	AMDSMILib  = "libamd_smi.so.24"
 )
+
+// AMDSMIVersion is the library version the fake AMD SMI reports by
+// default (year.major.minor; ROCm 6.2), whose process list holds
+// amdsmi_proc_info_t.
+const AMDSMIVersion = "24.6.0"
 
 // HideableHIP and HideableROCmSMI are the symbols [ROCm].Hide can leave
 // out, as older or newer libraries lack them.
@@ -37,11 +43,26 @@ type ROCm struct {
 	HIPName string   // file name and soname of the HIP runtime; HIPLib if ""
 	SMIName string   // likewise for ROCm SMI; ROCmSMILib if ""
 	Hide    []string // symbols to leave out, from HideableHIP and HideableROCmSMI
+
+	// NoAMDSMI leaves the fake AMD SMI out, as on ROCm 5.
+	NoAMDSMI bool
+	// AMDSMIName is the AMD SMI's file name and soname; AMDSMILib if "".
+	AMDSMIName string
+	// AMDSMIVersion is the version amdsmi_get_lib_version reports,
+	// "year.major.minor", and picks the process-list ABI: before 24.5.1
+	// (ROCm 6.0, 6.1.0) a list of pids and amdsmi_get_gpu_process_info.
+	// The package's AMDSMIVersion if "".
+	AMDSMIVersion string
+	// AMDSMIYearless writes amdsmi_version_t without its year field, a
+	// layout keepgpu has not checked: major, minor and release, from
+	// AMDSMIVersion's major and minor.
+	AMDSMIYearless bool
 }
 
-// BuildROCm compiles the fake HIP runtime (csrc/fakehip.c) and the fake
-// ROCm SMI (csrc/fakerocmsmi.c) into dir, with the names and without the
-// symbols r says. Both share the simulated node of the CUDA fakes; see
+// BuildROCm compiles the fake HIP runtime (csrc/fakehip.c), the fake ROCm
+// SMI (csrc/fakerocmsmi.c) and, unless r.NoAMDSMI, the fake AMD SMI
+// (csrc/fakeamdsmi.c) into dir, with the names, version and without the
+// symbols r says. All share the simulated node of the CUDA fakes; see
 // csrc/fakeamd.h for what they add to it.
 func BuildROCm(dir string, r ROCm) error {
 	if r.HIPName == "" {
@@ -62,15 +83,37 @@ func BuildROCm(dir string, r ROCm) error {
 				strings.Join(append(slices.Clone(HideableHIP), HideableROCmSMI...), ", "))
 		}
 	}
+	var amdFlags []string
+	if !r.NoAMDSMI {
+		if r.AMDSMIName == "" {
+			r.AMDSMIName = AMDSMILib
+		}
+		if r.AMDSMIVersion == "" {
+			r.AMDSMIVersion = AMDSMIVersion
+		}
+		var year, major, minor int
+		if n, _ := fmt.Sscanf(r.AMDSMIVersion, "%d.%d.%d", &year, &major, &minor); n != 3 {
+			return fmt.Errorf("fakegpu: AMD SMI version %q: want year.major.minor", r.AMDSMIVersion)
+		}
+		amdFlags = []string{fmt.Sprintf("-DFAKEAMDSMI_YEAR=%d", year), fmt.Sprintf("-DFAKEAMDSMI_MAJOR=%d", major), fmt.Sprintf("-DFAKEAMDSMI_MINOR=%d", minor)}
+		if r.AMDSMIYearless {
+			amdFlags = append(amdFlags, "-DFAKEAMDSMI_VERSION_V7")
+		}
+	}
 	gcc, src, err := prepare(dir)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(src)
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
 	go func() { errs <- buildLib(gcc, src, dir, r.HIPName, "fakehip.c", hipFlags) }()
 	go func() { errs <- buildLib(gcc, src, dir, r.SMIName, "fakerocmsmi.c", smiFlags) }()
-	return errors.Join(<-errs, <-errs)
+	if r.NoAMDSMI {
+		errs <- nil
+	} else {
+		go func() { errs <- buildLib(gcc, src, dir, r.AMDSMIName, "fakeamdsmi.c", amdFlags) }()
+	}
+	return errors.Join(<-errs, <-errs, <-errs)
 }
 
 // rocmStampFile, in a library directory, holds the hash of the sources
@@ -78,8 +121,8 @@ func BuildROCm(dir string, r ROCm) error {
 const rocmStampFile = ".fakegpu-rocm-stamp"
 
 // NewROCmNode is [NewNode] for an AMD node: the state directory with gpus
-// GPUs, and, unless libDir is "", the default fake HIP runtime and ROCm
-// SMI built into libDir (and no CUDA libraries), unless libDir already
+// GPUs, and, unless libDir is "", the default fake HIP runtime, AMD SMI
+// and ROCm SMI built into libDir (and no CUDA libraries), unless libDir already
 // holds them built from the same sources.
 func NewROCmNode(stateDir, libDir string, gpus int) (*Node, error) {
 	n, err := NewNode(stateDir, "", gpus)

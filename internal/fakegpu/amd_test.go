@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -100,7 +101,7 @@ func TestNewROCmNode(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if want := []string{rocmStampFile, HIPLib, ROCmSMILib}; !slices.Equal(names, want) {
+	if want := []string{rocmStampFile, AMDSMILib, HIPLib, ROCmSMILib}; !slices.Equal(names, want) {
 		t.Errorf("library directory holds %v, want %v (no CUDA libraries on an AMD node)", names, want)
 	}
 	fi, _ := os.Stat(filepath.Join(lib, HIPLib))
@@ -154,7 +155,7 @@ func TestAMDSettings(t *testing.T) {
 	if n.AMDUUID(0) != "GPU-0123456789abcdef" || n.PCIBusID(0) != "0001:c1:00.1" || n.AMDUUID(1) != "" {
 		t.Errorf("settings read back as %q %q %q", n.AMDUUID(0), n.PCIBusID(0), n.AMDUUID(1))
 	}
-	for _, lib := range []string{"hip", "rocm_smi"} {
+	for _, lib := range []string{"hip", "rocm_smi", "amd_smi"} {
 		if err := n.SetInitError(lib, 8); err != nil {
 			t.Error(err)
 		}
@@ -177,5 +178,23 @@ func TestAMDSettings(t *testing.T) {
 	n.SetProcessListGrowth(0, false)
 	if _, err := os.Stat(filepath.Join(n.Dir, "rocm_smi_grow")); !os.IsNotExist(err) {
 		t.Errorf("growth not turned off: %v", err)
+	}
+}
+
+// TestBuildROCmAMDSMI leaves AMD SMI out, as on ROCm 5, and refuses a
+// version it cannot write.
+func TestBuildROCmAMDSMI(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("no gcc")
+	}
+	dir := t.TempDir()
+	if err := BuildROCm(dir, ROCm{NoAMDSMI: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, AMDSMILib)); !os.IsNotExist(err) {
+		t.Errorf("AMD SMI built with NoAMDSMI: %v", err)
+	}
+	if err := BuildROCm(dir, ROCm{AMDSMIVersion: "6.2"}); err == nil || !strings.Contains(err.Error(), `"6.2"`) {
+		t.Errorf("version 6.2: %v; want an error naming it", err)
 	}
 }

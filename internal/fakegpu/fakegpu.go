@@ -350,7 +350,8 @@ func (n *Node) Set(gpu int, key, value string) error {
 }
 
 // SetInitError makes cuInit (lib "cuda"), nvmlInit* ("nvml"), hipInit
-// ("hip") or rsmi_init ("rocm_smi") fail with code.
+// ("hip"), rsmi_init ("rocm_smi") or amdsmi_init ("amd_smi") fail with
+// code.
 func (n *Node) SetInitError(lib string, code int) error {
 	path, err := n.initErrorPath(lib)
 	if err != nil {
@@ -372,8 +373,8 @@ func (n *Node) ClearInitError(lib string) error {
 }
 
 func (n *Node) initErrorPath(lib string) (string, error) {
-	if lib != "cuda" && lib != "nvml" && lib != "hip" && lib != "rocm_smi" {
-		return "", fmt.Errorf("fakegpu: unknown library %q: want cuda, nvml, hip or rocm_smi", lib)
+	if lib != "cuda" && lib != "nvml" && lib != "hip" && lib != "rocm_smi" && lib != "amd_smi" {
+		return "", fmt.Errorf("fakegpu: unknown library %q: want cuda, nvml, hip, rocm_smi or amd_smi", lib)
 	}
 	return filepath.Join(n.Dir, lib+"_init_error"), nil
 }
@@ -536,7 +537,7 @@ const usage = `usage: fakegpu COMMAND ARGS...
   build DIR                            build the fake libraries into DIR
   init DIR GPUS                        create a node with GPUS GPUs in DIR
   set DIR GPU KEY VALUE                set a GPU setting (name uuid total util compute_mode mig power reserved cc hostmap)
-  init-error DIR LIB CODE|clear        make cuInit/nvmlInit/hipInit/rsmi_init (LIB cuda, nvml, hip, rocm_smi) fail with CODE, or not
+  init-error DIR LIB CODE|clear        make cuInit/nvmlInit/hipInit/rsmi_init/amdsmi_init (LIB cuda, nvml, hip, rocm_smi, amd_smi) fail with CODE, or not
   add-proc DIR GPU PID BYTES           record a foreign compute process
   rm-proc DIR GPU PID                  delete a process record
   procs DIR GPU                        print "pid contexts bytes launches alive" per record

@@ -13,6 +13,7 @@
  *                             ROCm SMI reports; none by default
  *   $FAKEGPU_DIR/hip_init_error       result code hipInit returns
  *   $FAKEGPU_DIR/rocm_smi_init_error  status code rsmi_init returns
+ *   $FAKEGPU_DIR/amd_smi_init_error   status code amdsmi_init returns
  */
 #ifndef FAKEGPU_FAKEAMD_H
 #define FAKEGPU_FAKEAMD_H
