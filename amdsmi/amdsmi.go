@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unsafe"
 
 	"github.com/keepgpu/keepgpu/internal/dl"
 )
@@ -215,7 +214,7 @@ func (s *SMI) err(op string, st Status) *Error {
 	e := &Error{Op: op, Code: st}
 	var p *byte
 	if s.statusString(st, &p) == Success && p != nil {
-		e.Text = goString(p)
+		e.Text = dl.GoString(p)
 	}
 	return e
 }
@@ -226,23 +225,4 @@ func (s *SMI) Close() error {
 		return s.err("amdsmi_shut_down", st)
 	}
 	return nil
-}
-
-// goString copies the NUL-terminated C string at p.
-func goString(p *byte) string {
-	if p == nil {
-		return ""
-	}
-	n := 0
-	for *(*byte)(unsafe.Add(unsafe.Pointer(p), n)) != 0 {
-		n++
-	}
-	return string(unsafe.Slice(p, n))
-}
-
-func cString(b []byte) string {
-	if i := strings.IndexByte(string(b), 0); i >= 0 {
-		return string(b[:i])
-	}
-	return string(b)
 }

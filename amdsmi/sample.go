@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/keepgpu/keepgpu/internal/dl"
 )
 
 // Process is a process with memory on a GPU as AMD SMI lists it.
@@ -155,7 +157,7 @@ func (s *SMI) Partition(i int) (string, error) {
 	if st := s.partition(h, &buf[0], uint32(len(buf))); st != Success {
 		return "", s.err(fmt.Sprintf("amdsmi_get_gpu_compute_partition gpu %d", i), st)
 	}
-	return cString(buf), nil
+	return dl.CString(buf), nil
 }
 
 // maxTries bounds the calls of the process list when the number of

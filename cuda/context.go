@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/keepgpu/keepgpu/internal/dl"
 )
 
 //go:embed keepalive.ptx
@@ -176,7 +178,7 @@ func (c *Context) loadKernel() error {
 	opts := []int32{jitErrorLogBuffer, jitErrorLogBufferSize}
 	vals := []uintptr{uintptr(unsafe.Pointer(&log[0])), uintptr(len(log))}
 	if err := c.d.cuModuleLoadDataEx(&c.module, &image[0], uint32(len(opts)), &opts[0], &vals[0]).err(); err != nil {
-		if msg := cString(log); msg != "" {
+		if msg := dl.CString(log); msg != "" {
 			return c.errorf("cuModuleLoadDataEx (keep-alive kernel)", fmt.Errorf("%w: JIT log: %s", err, msg))
 		}
 		return c.errorf("cuModuleLoadDataEx (keep-alive kernel)", err)

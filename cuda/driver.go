@@ -170,7 +170,7 @@ func (d *Driver) Device(ordinal int) (DeviceInfo, error) {
 	if err := d.cuDeviceGetName(&name[0], int32(len(name)), dev).err(); err != nil {
 		return info, fmt.Errorf("gpu %d: cuDeviceGetName: %w", ordinal, err)
 	}
-	info.Name = cString(name)
+	info.Name = dl.CString(name)
 	if err := d.cuDeviceTotalMem(&info.TotalBytes, dev).err(); err != nil {
 		return info, fmt.Errorf("gpu %d: cuDeviceTotalMem: %w", ordinal, err)
 	}
@@ -205,11 +205,4 @@ func (d *Driver) Devices() ([]DeviceInfo, error) {
 // FormatUUID spells a CUDA UUID the way NVML and nvidia-smi do.
 func FormatUUID(u [16]byte) string {
 	return fmt.Sprintf("GPU-%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
-}
-
-func cString(b []byte) string {
-	if i := strings.IndexByte(string(b), 0); i >= 0 {
-		return string(b[:i])
-	}
-	return string(b)
 }

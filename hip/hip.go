@@ -190,12 +190,12 @@ func (r *Runtime) Device(ordinal int) (DeviceInfo, error) {
 	if c := r.hipDeviceGetName(&buf[0], int32(len(buf)), dev); c != Success {
 		return info, r.err(fmt.Sprintf("gpu %d: hipDeviceGetName", ordinal), c)
 	}
-	info.Name = cString(buf)
+	info.Name = dl.CString(buf)
 	clear(buf)
 	if c := r.hipDeviceGetPCIBusID(&buf[0], int32(len(buf)), dev); c != Success {
 		return info, r.err(fmt.Sprintf("gpu %d: hipDeviceGetPCIBusId", ordinal), c)
 	}
-	info.PCIBusID = strings.ToLower(cString(buf))
+	info.PCIBusID = strings.ToLower(dl.CString(buf))
 	if r.hipDeviceGetUUID != nil {
 		var u [16]byte
 		if c := r.hipDeviceGetUUID(&u, dev); c == Success {
@@ -245,15 +245,8 @@ func FormatUUID(u [16]byte) string {
 	if ascii {
 		return "GPU-" + strings.ToLower(string(u[:]))
 	}
-	if s := cString(u[:]); s == "XX" || s == "" {
+	if s := dl.CString(u[:]); s == "XX" || s == "" {
 		return ""
 	}
 	return fmt.Sprintf("GPU-%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
-}
-
-func cString(b []byte) string {
-	if i := strings.IndexByte(string(b), 0); i >= 0 {
-		return string(b[:i])
-	}
-	return string(b)
 }

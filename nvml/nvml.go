@@ -169,10 +169,3 @@ func (n *NVML) Close() error {
 // bufferSize is the length of the buffers NVML fills with names and UUIDs;
 // nvml.h's longest (NVML_DEVICE_NAME_V2_BUFFER_SIZE) is 96.
 const bufferSize = 256
-
-func cString(b []byte) string {
-	if i := strings.IndexByte(string(b), 0); i >= 0 {
-		return string(b[:i])
-	}
-	return string(b)
-}

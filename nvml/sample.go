@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 	"unsafe"
+
+	"github.com/keepgpu/keepgpu/internal/dl"
 )
 
 // Process is a compute process on a GPU as NVML lists it.
@@ -99,11 +101,11 @@ func (n *NVML) sample(d device) Sample {
 	}
 	buf := make([]byte, bufferSize)
 	if n.deviceGetUUID(d, &buf[0], uint32(len(buf))) == Success {
-		s.UUID = cString(buf)
+		s.UUID = dl.CString(buf)
 	}
 	clear(buf)
 	if n.deviceGetName(d, &buf[0], uint32(len(buf))) == Success {
-		s.Name = cString(buf)
+		s.Name = dl.CString(buf)
 	}
 	s.MemTotal, s.MemUsed, s.MemErr = n.memory(d, s.UUID)
 	var mode int32

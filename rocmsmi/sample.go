@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/keepgpu/keepgpu/internal/dl"
 )
 
 // Process is a compute process on a GPU as ROCm SMI lists it.
@@ -67,7 +69,7 @@ func (s *SMI) Device(i int) (Device, error) {
 	}
 	buf := make([]byte, 256)
 	if s.devName(dv, &buf[0], uintptr(len(buf))) == Success {
-		d.Name = cString(buf)
+		d.Name = dl.CString(buf)
 	}
 	return d, nil
 }
@@ -186,7 +188,7 @@ func (s *SMI) partition(i int) (string, error) {
 	if st := s.devPartition(uint32(i), &buf[0], uint32(len(buf))); st != Success {
 		return "", s.err(fmt.Sprintf("%s gpu %d", op, i), st)
 	}
-	return cString(buf), nil
+	return dl.CString(buf), nil
 }
 
 // power reads the socket power (MI300 and later) or the average power, in

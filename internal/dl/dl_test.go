@@ -58,3 +58,18 @@ func TestQuiet(t *testing.T) {
 		t.Errorf("standard error not restored: %v", err)
 	}
 }
+
+func TestCStrings(t *testing.T) {
+	for b, want := range map[string]string{"Fake GPU\x00junk": "Fake GPU", "no terminator": "no terminator", "\x00": "", "": ""} {
+		if got := CString([]byte(b)); got != want {
+			t.Errorf("CString(%q) = %q, want %q", b, got, want)
+		}
+	}
+	c := []byte("GPU-1\x00")
+	if got := GoString(&c[0]); got != "GPU-1" {
+		t.Errorf("GoString = %q", got)
+	}
+	if got := GoString(nil); got != "" {
+		t.Errorf("GoString(nil) = %q", got)
+	}
+}
