@@ -18,7 +18,9 @@ const (
 	keepGPUMCPName = "keep-gpu-mcp-server"
 )
 
-// runAsKeepGPU is run for the names keep-gpu and keep-gpu-mcp-server.
+// runAsKeepGPU is run for the names keep-gpu and keep-gpu-mcp-server, by
+// run, which has caught exit codes, unset empty variables and started the
+// command lines that need no parser.
 // Every command of keepgpu is there; what differs, in KeepGPU's commands
 // (its blocking mode, serve, start, status, stop, service-stop,
 // list-gpus), is how results and failures are told:
@@ -28,7 +30,7 @@ const (
 //     an error (exit 0), and so is a stop that did not release cleanly;
 //   - any other failure prints "Error: ..." on stdout;
 //   - a failure exits 1, a bad command line included (keepgpu exits 2).
-func runAsKeepGPU(name string, args []string, stdout, stderr io.Writer) (code int) {
+func runAsKeepGPU(name string, args []string, stdout, stderr io.Writer) int {
 	if name == keepGPUMCPName {
 		var err error
 		if args, err = mcpServerArgs(args, stdout); err != nil {
@@ -41,23 +43,6 @@ func runAsKeepGPU(name string, args []string, stdout, stderr io.Writer) (code in
 		}
 	}
 	var cli CLI
-	defer func() {
-		if r := recover(); r != nil {
-			c, ok := r.(exitCode)
-			if !ok {
-				panic(r)
-			}
-			code = int(c)
-		}
-	}()
-	unsetEmpty()
-	if name == keepGPUName {
-		// version, relay and the holders this binary starts of itself keep
-		// keepgpu's forms under either name, and its fast start.
-		if f := direct(args, &stdio{out: stdout, err: stderr}); f != nil {
-			return status(f(), stderr)
-		}
-	}
 	io := &stdio{out: stdout, err: stderr, name: keepGPUName}
 	parser, err := newParser(&cli, stdout, stderr)
 	if err != nil {

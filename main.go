@@ -52,10 +52,6 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 // run is keepgpu's entry point: tests call it with their own writers.
 func run(args []string, stdout, stderr io.Writer) (code int) {
-	if name := filepath.Base(os.Args[0]); name == keepGPUName || name == keepGPUMCPName {
-		return runAsKeepGPU(name, args, stdout, stderr) // KeepGPU's CLI: keepgpuname.go
-	}
-	var cli CLI
 	defer func() {
 		if r := recover(); r != nil {
 			c, ok := r.(exitCode)
@@ -66,10 +62,19 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		}
 	}()
 	unsetEmpty()
+	name := filepath.Base(os.Args[0])
 	std := &stdio{out: stdout, err: stderr}
-	if f := direct(args, std); f != nil {
-		return status(f(), stderr)
+	// version, relay and the holders this binary starts of itself keep
+	// keepgpu's forms, and its fast start, as keep-gpu too.
+	if name != keepGPUMCPName {
+		if f := direct(args, std); f != nil {
+			return status(f(), stderr)
+		}
 	}
+	if name == keepGPUName || name == keepGPUMCPName {
+		return runAsKeepGPU(name, args, stdout, stderr) // KeepGPU's CLI: keepgpuname.go
+	}
+	var cli CLI
 	if len(args) > 0 && args[0] == "wrap" {
 		std.signals = wrap.CatchSignals() // arms while the flags are parsed
 	}
